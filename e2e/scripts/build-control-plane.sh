@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler and kwok from
-# the pinned wrapper modules in e2e/go/, into a cache directory keyed by version,
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
+# and etcd from the pinned wrapper modules in e2e/go/, into a cache directory keyed by version,
 # so a second run reuses them. Prints the directory on the last line of stdout.
 #
 #   e2e/scripts/build-control-plane.sh            # build (or reuse) and print the bin dir
@@ -12,8 +12,9 @@ cache="${HEADROOM_CACHE:-$HOME/.cache/headroom}"
 
 k8s_version="$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/go/controlplane/go.mod")"
 kwok_version="$(awk '$1=="require" && $2=="sigs.k8s.io/kwok" {print $3}' "$here/go/kwok/go.mod")"
+etcd_version="$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/go/etcd/go.mod")"
 go_version="$(go env GOVERSION)"
-bin="$cache/bin/k8s-${k8s_version}_kwok-${kwok_version}_${go_version}"
+bin="$cache/bin/k8s-${k8s_version}_kwok-${kwok_version}_etcd-${etcd_version}_${go_version}"
 mkdir -p "$bin"
 
 log() { echo "[build-control-plane] $*" >&2; }
@@ -44,14 +45,8 @@ build() { # <module dir> <output name> <package> <ldflags>
 build "$here/go/controlplane" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 build "$here/go/controlplane" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
 build "$here/go/controlplane" kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
+build "$here/go/controlplane" kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
 build "$here/go/kwok" kwok sigs.k8s.io/kwok/cmd/kwok "-s -w"
 
-# etcd: Debian's etcd-server package (installed by .ci/run); link it in so the
-# harness finds every binary in one directory.
-if [ ! -x "$bin/etcd" ]; then
-  etcd_path="$(command -v etcd || true)"
-  [ -n "$etcd_path" ] || etcd_path=/usr/bin/etcd
-  [ -x "$etcd_path" ] || { log "etcd not found: install Debian's etcd-server package (apt-get install etcd-server)"; exit 1; }
-  ln -sf "$etcd_path" "$bin/etcd"
-fi
+build "$here/go/etcd" etcd go.etcd.io/etcd/server/v3 "-s -w"
 echo "$bin"

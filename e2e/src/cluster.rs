@@ -86,7 +86,14 @@ impl Cluster {
                 let t = tempfile::Builder::new()
                     .prefix("headroom-lab-")
                     .tempdir()?;
-                (t.path().to_path_buf(), Some(t))
+                if std::env::var_os("HEADROOM_KEEP_LOGS").is_some() {
+                    // Keep logs and configs for a post-mortem.
+                    let path = t.keep();
+                    progress(&format!("keeping {}", path.display()));
+                    (path, None)
+                } else {
+                    (t.path().to_path_buf(), Some(t))
+                }
             }
         };
         progress("generating certificates");
@@ -181,7 +188,7 @@ impl Cluster {
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={port}"),
             format!("--cert-dir={}", self.dir.join("scheduler-certs").display()),
-            "--v=2".into(),
+                "--v=2".into(),
         ];
         let mut proc = Proc::spawn(
             "kube-scheduler",
@@ -352,18 +359,7 @@ fn progress(msg: &str) {
 }
 
 fn start_etcd(bin: &Path, dir: &Path, port: u16, peer_port: u16) -> Result<Proc, Error> {
-    // etcd on tmpfs when there is one: etcd 3.4 has no --unsafe-no-fsync and
-    // fsyncs dominate its latency on ordinary disks.
-    let shm = Path::new("/dev/shm");
-    let data = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("headroom-etcd-")
-            .tempdir_in(shm)?
-            .keep()
-    } else {
-        dir.join("etcd")
-    };
-    std::fs::write(dir.join("etcd-data-dir"), data.display().to_string())?;
+    let data = dir.join("etcd");
     let client_url = format!("http://127.0.0.1:{port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let args = vec![
@@ -376,6 +372,8 @@ fn start_etcd(bin: &Path, dir: &Path, port: u16, peer_port: u16) -> Result<Proc,
         format!("--initial-cluster=headroom-lab={peer_url}"),
         "--log-level=warn".into(),
         "--quota-backend-bytes=4294967296".into(),
+        // A throwaway cluster: fsync buys nothing and dominates etcd latency.
+        "--unsafe-no-fsync=true".into(),
     ];
     Proc::spawn("etcd", &bin.join("etcd"), &args, &[], dir)
 }
@@ -536,14 +534,3 @@ pub async fn http_get_loopback(port: u16, path: &str) -> Result<String, Error> {
     Ok(body.to_string())
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // kill_on_drop reaps the processes; remove etcd's tmpfs data too.
-        if let Ok(data) = std::fs::read_to_string(self.dir.join("etcd-data-dir")) {
-            let data = PathBuf::from(data.trim());
-            if data.starts_with("/dev/shm") {
-                let _ = std::fs::remove_dir_all(data);
-            }
-        }
-    }
-}

@@ -7,10 +7,13 @@
 //! the Go modules pinned in `e2e/go/` (see `scripts/build-control-plane.sh`).
 //! Every process is stopped when the [`Cluster`] is dropped.
 
+pub mod aggregation;
 pub mod binaries;
 pub mod cluster;
+pub mod jupyterhub;
 pub mod kubeconfig;
 pub mod kwok;
+pub mod lab;
 pub mod nodes;
 pub mod pki;
 pub mod ports;

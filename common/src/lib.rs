@@ -1,0 +1,11 @@
+//! Code both headroom services share: a Prometheus text-format parser,
+//! Kubernetes quantity and pod-resource arithmetic, least-privilege kubelet
+//! resource-metrics scraping, tracing setup, and TLS/HTTP serving.
+
+pub mod kubelet;
+pub mod prom;
+pub mod quantity;
+pub mod resources;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
