@@ -251,6 +251,47 @@ impl Cluster {
         http_get_loopback(self.kwok_port, &kwok::resource_metrics_path(node)).await
     }
 
+    /// Runs the kubectl built with the control plane against this cluster
+    /// (admin identity), feeding `stdin`; returns stdout, or an error with
+    /// stderr when it exits non-zero.
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+        let mut cmd = tokio::process::Command::new(self.bin_dir.join("kubectl"));
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| Error::Spawn {
+            program: "kubectl".into(),
+            source: e,
+        })?;
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes()).await?;
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("kubectl {}", args.join(" ")),
+                seconds: 60,
+            })??;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(Error::Other(format!(
+                "kubectl {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            )))
+        }
+    }
+
     /// The last `lines` lines of a component's log.
     pub fn log_tail(&self, component: &str, lines: usize) -> String {
         tail(&self.dir.join(format!("{component}.log")), lines)
