@@ -40,7 +40,9 @@ pub async fn register_loopback(
         .patch(
             namespace,
             &pp,
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            ),
         )
         .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);

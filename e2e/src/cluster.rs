@@ -83,9 +83,7 @@ impl Cluster {
                 (d.clone(), None)
             }
             None => {
-                let t = tempfile::Builder::new()
-                    .prefix("headroom-lab-")
-                    .tempdir()?;
+                let t = tempfile::Builder::new().prefix("headroom-lab-").tempdir()?;
                 if std::env::var_os("HEADROOM_KEEP_LOGS").is_some() {
                     // Keep logs and configs for a post-mortem.
                     let path = t.keep();
@@ -116,7 +114,13 @@ impl Cluster {
         progress("starting etcd");
         procs.push(start_etcd(&bin_dir, &dir, etcd_port, etcd_peer_port)?);
         progress("starting kube-apiserver");
-        procs.push(start_apiserver(&bin_dir, &dir, &pki, apiserver_port, etcd_port)?);
+        procs.push(start_apiserver(
+            &bin_dir,
+            &dir,
+            &pki,
+            apiserver_port,
+            etcd_port,
+        )?);
         let client = kubeconfig::client(&kubeconfig).await?;
         let mut cluster = Self {
             dir,
@@ -188,7 +192,7 @@ impl Cluster {
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={port}"),
             format!("--cert-dir={}", self.dir.join("scheduler-certs").display()),
-                "--v=2".into(),
+            "--v=2".into(),
         ];
         let mut proc = Proc::spawn(
             "kube-scheduler",
@@ -217,7 +221,12 @@ impl Cluster {
         memory_bytes: u64,
     ) -> Result<(), Error> {
         let nodes: Api<Node> = Api::all(self.client());
-        let current = nodes.get(node).await?.metadata.annotations.unwrap_or_default();
+        let current = nodes
+            .get(node)
+            .await?
+            .metadata
+            .annotations
+            .unwrap_or_default();
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         let annotations = kwok::system_load_annotations(&current, cpu_cores, memory_bytes, now);
         let patch = serde_json::json!({"metadata": {"annotations": annotations}});
@@ -335,7 +344,9 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             self.procs.last_mut().expect("apiserver").check_running()?;
-            let req = http::Request::get("/readyz").body(Vec::new()).expect("request");
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("request");
             if let Ok(body) = client.request_text(req).await
                 && body.trim() == "ok"
             {
@@ -440,7 +451,10 @@ fn start_apiserver(
         "--authorization-mode=RBAC".into(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
         format!("--service-account-key-file={}", p(&f.service_account_pub)),
-        format!("--service-account-signing-key-file={}", p(&f.service_account_key)),
+        format!(
+            "--service-account-signing-key-file={}",
+            p(&f.service_account_key)
+        ),
         "--service-cluster-ip-range=10.96.0.0/16".into(),
         // Endpoints reject loopback addresses; nothing here needs the
         // kubernetes Service's endpoints.
@@ -450,7 +464,10 @@ fn start_apiserver(
         // TaintNodesByCondition puts on new nodes.
         "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition".into(),
         // Aggregation layer: a separate front-proxy CA and client cert.
-        format!("--requestheader-client-ca-file={}", p(&f.front_proxy_ca_cert)),
+        format!(
+            "--requestheader-client-ca-file={}",
+            p(&f.front_proxy_ca_cert)
+        ),
         format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT_CN}"),
         "--requestheader-username-headers=X-Remote-User".into(),
         "--requestheader-group-headers=X-Remote-Group".into(),
@@ -461,7 +478,13 @@ fn start_apiserver(
         "--profiling=false".into(),
         "--v=1".into(),
     ];
-    Proc::spawn("kube-apiserver", &bin.join("kube-apiserver"), &args, &[], dir)
+    Proc::spawn(
+        "kube-apiserver",
+        &bin.join("kube-apiserver"),
+        &args,
+        &[],
+        dir,
+    )
 }
 
 fn start_controller_manager(cluster: &Cluster, config: &ClusterConfig) -> Result<Proc, Error> {
@@ -530,7 +553,9 @@ async fn wait_healthz(name: &str, url: &str, proc: &mut Proc) -> Result<(), Erro
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         proc.check_running()?;
-        let req = http::Request::get("/healthz").body(Vec::new()).expect("request");
+        let req = http::Request::get("/healthz")
+            .body(Vec::new())
+            .expect("request");
         if let Ok(body) = client.request_text(req).await
             && body.trim() == "ok"
         {
@@ -574,4 +599,3 @@ pub async fn http_get_loopback(port: u16, path: &str) -> Result<String, Error> {
     }
     Ok(body.to_string())
 }
-

@@ -156,8 +156,14 @@ mod tests {
         let pod = Notebook::z2jh_default("alice", "500m", "1Gi").to_pod("jhub");
         let meta = &pod.metadata;
         assert_eq!(meta.name.as_deref(), Some("jupyter-alice"));
-        assert_eq!(meta.labels.as_ref().unwrap()["component"], "singleuser-server");
-        assert_eq!(meta.annotations.as_ref().unwrap()[USERNAME_ANNOTATION], "alice");
+        assert_eq!(
+            meta.labels.as_ref().unwrap()["component"],
+            "singleuser-server"
+        );
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[USERNAME_ANNOTATION],
+            "alice"
+        );
         let res = pod.spec.unwrap().containers[0].resources.clone().unwrap();
         assert!(!res.requests.as_ref().unwrap().contains_key("cpu"));
         assert_eq!(res.requests.unwrap()["memory"].0, "1Gi");

@@ -289,13 +289,7 @@ mod tests {
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
         assert_eq!(
             kinds,
-            [
-                "Stage",
-                "Stage",
-                "Stage",
-                "Metric",
-                "ClusterResourceUsage"
-            ]
+            ["Stage", "Stage", "Stage", "Metric", "ClusterResourceUsage"]
         );
     }
 

@@ -70,7 +70,10 @@ pub async fn grant_manifest_roles(
     let pp = PatchParams::apply("headroom-lab").force();
     for obj in manifest_objects(rbac_file)? {
         let kind = obj["kind"].as_str().unwrap_or_default();
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         match kind {
             "ClusterRole" => {
                 let api: Api<ClusterRole> = Api::all(client.clone());
@@ -118,7 +121,13 @@ pub async fn start_extender(cluster: &Cluster, opts: &ExtenderOptions) -> Result
         format!("--kubelet-token-file={}", token.display()),
         format!("--scrape-interval={}ms", opts.scrape_interval.as_millis()),
     ];
-    let mut proc = services::spawn(cluster, "headroom-extender", "headroom-extender", &args, &kubeconfig)?;
+    let mut proc = services::spawn(
+        cluster,
+        "headroom-extender",
+        "headroom-extender",
+        &args,
+        &kubeconfig,
+    )?;
     let url = format!("http://127.0.0.1:{port}");
     wait_ready_http("headroom-extender", port, &mut proc).await?;
     Ok(Extender { proc, port, url })
@@ -129,7 +138,10 @@ pub async fn wait_ready_http(name: &str, port: u16, proc: &mut Proc) -> Result<(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         proc.check_running()?;
-        if crate::cluster::http_get_loopback(port, "/readyz").await.is_ok() {
+        if crate::cluster::http_get_loopback(port, "/readyz")
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -183,9 +195,16 @@ pub async fn start_adapter(cluster: &Cluster, config_yaml: &str) -> Result<Adapt
         &args,
         &kubeconfig,
     )?;
-    let ca = wait::until("adapter CA bundle", Duration::from_secs(30), Duration::from_millis(200), || async {
-        std::fs::read_to_string(&ca_bundle).ok().filter(|s| s.contains("BEGIN CERTIFICATE"))
-    })
+    let ca = wait::until(
+        "adapter CA bundle",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            std::fs::read_to_string(&ca_bundle)
+                .ok()
+                .filter(|s| s.contains("BEGIN CERTIFICATE"))
+        },
+    )
     .await
     .map_err(|e| Error::Other(format!("{e}; log:\n{}", tail(&proc.log, 20))))?;
     proc.check_running()?;
@@ -223,5 +242,9 @@ pub async fn start_adapter(cluster: &Cluster, config_yaml: &str) -> Result<Adapt
             )));
         }
     }
-    Ok(Adapter { proc, port, ca_bundle })
+    Ok(Adapter {
+        proc,
+        port,
+        ca_bundle,
+    })
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use headroom_e2e::{Cluster, ClusterConfig, NodeSpec};
 
 #[derive(Parser)]
-#[command(name = "headroom-lab", version, about = "Loopback Kubernetes cluster for headroom")]
+#[command(
+    name = "headroom-lab",
+    version,
+    about = "Loopback Kubernetes cluster for headroom"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,10 +64,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         dir: args.dir,
         ..ClusterConfig::default()
     };
-    let cluster = Cluster::start(config).await.context("starting the cluster")?;
+    let cluster = Cluster::start(config)
+        .await
+        .context("starting the cluster")?;
     println!("kubeconfig: {}", cluster.kubeconfig.display());
     println!("logs:       {}", cluster.dir.display());
-    println!("try:        KUBECONFIG={} kubectl get nodes", cluster.kubeconfig.display());
+    println!(
+        "try:        KUBECONFIG={} kubectl get nodes",
+        cluster.kubeconfig.display()
+    );
     println!("Ctrl-C stops the cluster.");
     shutdown_signal().await;
     eprintln!("[headroom-lab] stopping");

@@ -110,7 +110,12 @@ mod tests {
         let status = node.status.unwrap();
         assert_eq!(status.allocatable.unwrap()["cpu"].0, "20");
         assert_eq!(
-            status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            status
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
             10250
         );
     }

@@ -177,14 +177,8 @@ async fn extender_keeps_node03_under_its_cap() {
     // Every node over its cap (node01/node02 at 92.5% of a 90% cap, node03
     // at 37.5% where one more core passes 40%): the next pod stays Pending,
     // and its events carry the extender's reasons.
-    cluster
-        .set_system_load("node01", 18.5, 0)
-        .await
-        .unwrap();
-    cluster
-        .set_system_load("node02", 18.5, 0)
-        .await
-        .unwrap();
+    cluster.set_system_load("node01", 18.5, 0).await.unwrap();
+    cluster.set_system_load("node02", 18.5, 0).await.unwrap();
     cluster
         .set_system_load("node03", 7.5, 4 << 30)
         .await

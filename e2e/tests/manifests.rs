@@ -10,7 +10,11 @@ use headroom_e2e::binaries::{headroom_binary, repo_root};
 use headroom_e2e::{Cluster, ClusterConfig};
 
 fn manifests(rel: &str) -> String {
-    repo_root().join("manifests").join(rel).display().to_string()
+    repo_root()
+        .join("manifests")
+        .join(rel)
+        .display()
+        .to_string()
 }
 
 /// Splits rendered YAML into documents and keeps those whose kind passes.
@@ -45,10 +49,15 @@ async fn manifests_apply_to_the_real_apiserver() {
     };
 
     // Render every kustomization; they must build.
-    let base = k(vec!["kustomize".into(), manifests("base")]).await.unwrap();
-    let hostnet = k(vec!["kustomize".into(), manifests("overlays/kubeadm-hostnetwork")])
+    let base = k(vec!["kustomize".into(), manifests("base")])
         .await
         .unwrap();
+    let hostnet = k(vec![
+        "kustomize".into(),
+        manifests("overlays/kubeadm-hostnetwork"),
+    ])
+    .await
+    .unwrap();
     let certmgr = k(vec!["kustomize".into(), manifests("overlays/cert-manager")])
         .await
         .unwrap();
@@ -124,7 +133,12 @@ async fn manifests_apply_to_the_real_apiserver() {
     for example in ["hpa-user-placeholder.yaml", "hpa-per-user.yaml"] {
         cluster
             .kubectl(
-                &["apply", "--server-side", "-f", &manifests(&format!("examples/{example}"))],
+                &[
+                    "apply",
+                    "--server-side",
+                    "-f",
+                    &manifests(&format!("examples/{example}")),
+                ],
                 None,
             )
             .await
@@ -178,17 +192,44 @@ async fn manifests_apply_to_the_real_apiserver() {
         }
     };
     for sa in ["headroom-extender", "headroom-metrics-adapter"] {
-        assert!(can(sa, "get", "nodes/metrics").await, "{sa} reads kubelet metrics");
+        assert!(
+            can(sa, "get", "nodes/metrics").await,
+            "{sa} reads kubelet metrics"
+        );
         assert!(can(sa, "watch", "pods").await, "{sa} watches pods");
-        assert!(!can(sa, "get", "nodes/proxy").await, "{sa} must not get nodes/proxy");
-        assert!(!can(sa, "get", "nodes/stats").await, "{sa} needs no nodes/stats");
-        assert!(!can(sa, "create", "pods").await, "{sa} must not create pods");
-        assert!(!can(sa, "get", "secrets").await, "{sa} must not read secrets");
+        assert!(
+            !can(sa, "get", "nodes/proxy").await,
+            "{sa} must not get nodes/proxy"
+        );
+        assert!(
+            !can(sa, "get", "nodes/stats").await,
+            "{sa} needs no nodes/stats"
+        );
+        assert!(
+            !can(sa, "create", "pods").await,
+            "{sa} must not create pods"
+        );
+        assert!(
+            !can(sa, "get", "secrets").await,
+            "{sa} must not read secrets"
+        );
     }
     assert!(
-        can("headroom-metrics-adapter", "create", "subjectaccessreviews.authorization.k8s.io").await
+        can(
+            "headroom-metrics-adapter",
+            "create",
+            "subjectaccessreviews.authorization.k8s.io"
+        )
+        .await
     );
-    assert!(!can("headroom-extender", "create", "subjectaccessreviews.authorization.k8s.io").await);
+    assert!(
+        !can(
+            "headroom-extender",
+            "create",
+            "subjectaccessreviews.authorization.k8s.io"
+        )
+        .await
+    );
 
     // The applied scheduler configuration runs the real kube-scheduler (it
     // validates the extenders block at start); so does the kubeadm one.
@@ -221,12 +262,24 @@ async fn manifests_apply_to_the_real_apiserver() {
         .args(["check-policy", &manifests("base/extender/policy.yaml")])
         .output()
         .unwrap();
-    assert!(policy.status.success(), "{}", String::from_utf8_lossy(&policy.stderr));
+    assert!(
+        policy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&policy.stderr)
+    );
     let adapter = std::process::Command::new(headroom_binary("headroom-metrics-adapter").unwrap())
-        .args(["check-config", "--config", &manifests("base/metrics-adapter/config.yaml")])
+        .args([
+            "check-config",
+            "--config",
+            &manifests("base/metrics-adapter/config.yaml"),
+        ])
         .output()
         .unwrap();
-    assert!(adapter.status.success(), "{}", String::from_utf8_lossy(&adapter.stderr));
+    assert!(
+        adapter.status.success(),
+        "{}",
+        String::from_utf8_lossy(&adapter.stderr)
+    );
 
     cluster.stop().await;
 }

@@ -23,9 +23,10 @@ fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
         .filter(|l| l.split(['{', ' ']).next() == Some(metric))
         .find(|l| labels.iter().all(|want| l.contains(want)))
         .and_then(|l| {
-            let after = l.rsplit_once('}').map(|(_, v)| v).unwrap_or_else(|| {
-                l.split_once(' ').map(|(_, v)| v).unwrap_or("")
-            });
+            let after = l
+                .rsplit_once('}')
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| l.split_once(' ').map(|(_, v)| v).unwrap_or(""));
             after.split_whitespace().next()?.parse().ok()
         })
 }
