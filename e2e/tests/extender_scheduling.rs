@@ -104,12 +104,11 @@ async fn post_loopback(port: u16, path: &str, body: &str) -> std::io::Result<Str
         .unwrap_or_default())
 }
 
-fn futures_lite_status(cluster: &Cluster) -> String {
+fn last_scheduler_line_about_blocked(cluster: &Cluster) -> String {
     std::fs::read_to_string(cluster.dir.join("kube-scheduler.log"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("jupyter-blocked"))
-        .last()
+        .rfind(|l| l.contains("jupyter-blocked"))
         .unwrap_or("")
         .to_string()
 }
@@ -214,8 +213,8 @@ async fn extender_keeps_node03_under_its_cap() {
     .await
     .unwrap_or_else(|e| {
         panic!(
-            "{e}\npod: {:?}\nscheduler:\n{}",
-            futures_lite_status(&cluster),
+            "{e}\nlast scheduler line about the pod: {:?}\nscheduler:\n{}",
+            last_scheduler_line_about_blocked(&cluster),
             cluster.log_tail("kube-scheduler", 10)
         )
     });
