@@ -8,8 +8,10 @@
 //! Every process is stopped when the [`Cluster`] is dropped.
 
 pub mod aggregation;
+pub mod bench;
 pub mod binaries;
 pub mod cluster;
+pub mod demo;
 pub mod jupyterhub;
 pub mod kubeconfig;
 pub mod kwok;

@@ -22,6 +22,23 @@ struct Cli {
 enum Command {
     /// Start a cluster and keep it running until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// The demo: the lab's three hosts, both services, a simulated
+    /// JupyterHub and an HPA, shown as a table refreshed in place.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Number of simulated JupyterHub users.
+    #[arg(long, default_value_t = 12)]
+    users: usize,
+    /// Seconds between refreshes of the table (and changes of usage).
+    #[arg(long, default_value_t = 3)]
+    refresh: u64,
+    /// Directory for the kubeconfig, certificates and logs (default: a new
+    /// temporary directory, removed on exit).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -40,6 +57,11 @@ struct UpArgs {
     /// temporary directory, removed on exit).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Also run headroom-extender (wired into kube-scheduler) and
+    /// headroom-metrics-adapter (registered with the aggregator); needs
+    /// `cargo build --workspace --bins` first.
+    #[arg(long)]
+    with_services: bool,
 }
 
 #[tokio::main]
@@ -50,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Demo(args) => demo(args).await,
     }
 }
 
@@ -78,6 +101,30 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     eprintln!("[headroom-lab] stopping");
     cluster.stop().await;
     Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let config = ClusterConfig {
+        dir: args.dir,
+        ..ClusterConfig::default()
+    };
+    let mut cluster = Cluster::start(config)
+        .await
+        .context("starting the cluster")?;
+    eprintln!(
+        "[headroom-lab] kubeconfig: {}",
+        cluster.kubeconfig.display()
+    );
+    let result = headroom_e2e::demo::run(
+        &mut cluster,
+        args.users,
+        std::time::Duration::from_secs(args.refresh.max(1)),
+        shutdown_signal(),
+    )
+    .await;
+    eprintln!("[headroom-lab] stopping");
+    cluster.stop().await;
+    result.context("demo")
 }
 
 async fn shutdown_signal() {

@@ -60,48 +60,23 @@ async fn create_and_wait_bound(cluster: &Cluster, nb: &Notebook) -> String {
     })
 }
 
-/// Polls the extender's explain for a probe pod until node03's measured CPU
-/// shows the FreeIPA load, i.e. the extender has two kubelet samples.
-async fn wait_measured(extender_port: u16, node: &str, at_least_percent: f64) {
+/// Polls the extender's explain for a probe pod until `node`'s measured CPU
+/// shows its emulated load, i.e. the extender has two kubelet samples.
+async fn wait_measured(extender: &lab::Extender, node: &str, at_least_percent: f64) {
     let probe = Notebook::z2jh_default("probe", "0", "0").to_pod("jhub");
-    let body = serde_json::to_string(&probe).unwrap();
     wait::until(
         "extender to measure node load",
         Duration::from_secs(60),
         Duration::from_millis(500),
-        || {
-            let body = body.clone();
-            async move {
-                let text = post_loopback(extender_port, "/explain?format=json", &body)
-                    .await
-                    .ok()?;
-                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-                let nodes = v["nodes"].as_array()?;
-                let n = nodes.iter().find(|n| n["node"] == node)?;
-                let measured = n["cpu"]["measuredPercent"].as_f64()?;
-                (measured >= at_least_percent).then_some(())
-            }
+        || async {
+            let v = extender.explain(&probe).await.ok()?;
+            let n = v["nodes"].as_array()?.iter().find(|n| n["node"] == node)?;
+            let measured = n["cpu"]["measuredPercent"].as_f64()?;
+            (measured >= at_least_percent).then_some(())
         },
     )
     .await
     .unwrap();
-}
-
-async fn post_loopback(port: u16, path: &str, body: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
 }
 
 fn last_scheduler_line_about_blocked(cluster: &Cluster) -> String {
@@ -145,8 +120,8 @@ async fn extender_keeps_node03_under_its_cap() {
         .start_scheduler(&lab::scheduler_config_with_extender(&extender.url, 5, true))
         .await
         .unwrap();
-    wait_measured(extender.port, "node03", 29.0).await;
-    wait_measured(extender.port, "node02", 39.0).await;
+    wait_measured(&extender, "node03", 29.0).await;
+    wait_measured(&extender, "node02", 39.0).await;
 
     // 12 notebook-like pods arriving one after another, as users log in:
     // every other one with no CPU request (the policy's 1-core estimate
@@ -182,9 +157,9 @@ async fn extender_keeps_node03_under_its_cap() {
         .set_system_load("node03", 7.5, 4 << 30)
         .await
         .unwrap();
-    wait_measured(extender.port, "node03", 37.0).await;
-    wait_measured(extender.port, "node01", 90.0).await;
-    wait_measured(extender.port, "node02", 90.0).await;
+    wait_measured(&extender, "node03", 37.0).await;
+    wait_measured(&extender, "node01", 90.0).await;
+    wait_measured(&extender, "node02", 90.0).await;
     let pods: Api<Pod> = Api::namespaced(cluster.client(), NS);
     let blocked = Notebook::z2jh_default("blocked", "1", "1Gi");
     pods.create(&PostParams::default(), &blocked.to_pod("jhub"))

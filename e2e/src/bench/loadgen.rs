@@ -100,7 +100,9 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The pooled client [`client`] builds.
+pub type HttpClientHandle = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = HttpClientHandle;
 
 /// A pooled HTTP/1.1 client for http:// and https:// URLs.
 pub fn client(tls: Option<&ClientTls>) -> Result<HttpClient, String> {
@@ -210,6 +212,30 @@ pub fn check_reply(verb: Verb, body: &[u8]) -> Result<ReplySummary, String> {
     }
 }
 
+fn verb_uri(base: &str, verb: Verb) -> Result<Uri, String> {
+    format!("{}/{}", base.trim_end_matches('/'), verb.as_str())
+        .parse()
+        .map_err(|e| format!("URL {base}: {e}"))
+}
+
+/// One request; the reply's summary if it was 200 with the verb's JSON.
+pub async fn post_once(
+    client: &HttpClient,
+    base: &str,
+    verb: Verb,
+    body: Bytes,
+) -> Result<ReplySummary, String> {
+    let uri = verb_uri(base, verb)?;
+    let (status, reply) = post(client, &uri, body, Duration::from_secs(10)).await?;
+    if status != StatusCode::OK {
+        return Err(format!(
+            "POST {uri}: {status}: {}",
+            String::from_utf8_lossy(&reply[..reply.len().min(300)])
+        ));
+    }
+    check_reply(verb, &reply)
+}
+
 /// POSTs `body` to `base/verb` as specified and returns what happened.
 /// Bounded: it stops after `warmup + duration` (plus one request timeout).
 pub async fn run(
@@ -219,9 +245,7 @@ pub async fn run(
     body: Bytes,
     spec: LoadSpec,
 ) -> Result<Outcome, String> {
-    let uri: Uri = format!("{}/{}", base.trim_end_matches('/'), verb.as_str())
-        .parse()
-        .map_err(|e| format!("URL {base}: {e}"))?;
+    let uri = verb_uri(base, verb)?;
     // One request first: a wrong URL or payload fails loudly, not as N errors.
     let (status, reply) = post(client, &uri, body.clone(), spec.timeout).await?;
     if status != StatusCode::OK {
@@ -292,6 +316,23 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// A GET or POST to a full URL: status and body.
+pub async fn exchange(
+    client: &HttpClient,
+    method: http::Method,
+    url: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let uri: Uri = url.parse().map_err(|e| format!("URL {url}: {e}"))?;
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    send(client, req, Duration::from_secs(30)).await
+}
+
 async fn post(
     client: &HttpClient,
     uri: &Uri,
@@ -303,6 +344,14 @@ async fn post(
         .header(http::header::ACCEPT, "application/json")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
+    send(client, req, timeout).await
+}
+
+async fn send(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), String> {
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
         let status = resp.status();
@@ -346,7 +395,11 @@ mod tests {
 
     #[test]
     fn bad_replies_are_errors() {
-        assert!(check_reply(Verb::Filter, b"null").is_ok(), "null fields are allowed");
+        assert!(check_reply(Verb::Filter, b"null").is_err());
+        assert!(
+            check_reply(Verb::Filter, b"{}").is_ok(),
+            "absent fields are allowed"
+        );
         assert!(check_reply(Verb::Filter, b"<html>").is_err());
         assert!(check_reply(Verb::Prioritize, br#"{"Host":"a"}"#).is_err());
         let list = check_reply(Verb::Prioritize, br#"[{"Host":"a","Score":3}]"#).unwrap();

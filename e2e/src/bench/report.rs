@@ -1,0 +1,127 @@
+//! Markdown tables of the results, and the machine they were measured on.
+
+use std::fmt::Write;
+
+use super::http_bench::HttpRow;
+use super::scheduling::{DEFAULT_CONFIG, EXTENDER_CONFIG, Round};
+
+/// nproc, CPU model, memory, kernel: what BENCHMARKS.md records per run.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown", |(_, m)| m.trim())
+        .to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpus} CPUs ({model}), {mem_gib:.1} GiB memory, Linux {}",
+        kernel.trim()
+    )
+}
+
+pub fn http_header() -> String {
+    "| server | transport | payload | nodes | body | verb | reply | req/s | p50 ms | p99 ms | errors |\n\
+     |---|---|---|---:|---:|---|---|---:|---:|---:|---:|\n"
+        .to_string()
+}
+
+pub fn http_line(r: &HttpRow) -> String {
+    let o = &r.outcome;
+    let reply = match r.verb {
+        super::loadgen::Verb::Filter => {
+            format!("{} pass / {} fail", o.reply.passed, o.reply.failed)
+        }
+        super::loadgen::Verb::Prioritize => format!("{} scores", o.reply.passed),
+    };
+    let body = if o.body_bytes >= 1 << 20 {
+        format!("{:.1} MiB", o.body_bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{:.0} KiB", o.body_bytes as f64 / 1024.0)
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |\n",
+        r.server,
+        r.transport,
+        r.payload.as_str(),
+        r.nodes,
+        body,
+        r.verb.as_str(),
+        reply,
+        o.requests_per_second(),
+        o.quantile_ms(0.5),
+        o.quantile_ms(0.99),
+        if o.errors == 0 {
+            "0".to_string()
+        } else {
+            format!(
+                "{} ({})",
+                o.errors,
+                o.first_error.clone().unwrap_or_default()
+            )
+        },
+    )
+}
+
+pub fn http_table(rows: &[HttpRow]) -> String {
+    let mut s = http_header();
+    for r in rows {
+        s.push_str(&http_line(r));
+    }
+    s
+}
+
+pub fn scheduling_header() -> String {
+    "| configuration | round | pods | pods/s (first→last binding) | first→last | scheduler start→first binding | extender calls (filter/prioritize) | pods created/s (context) |\n\
+     |---|---:|---:|---:|---:|---:|---|---:|\n"
+        .to_string()
+}
+
+pub fn scheduling_line(r: &Round) -> String {
+    format!(
+        "| {} | {} | {} | {:.1} | {:.2} s | {:.2} s | {} | {:.0} |\n",
+        r.config,
+        r.round,
+        r.pods,
+        r.pods_per_second(),
+        r.first_to_last.as_secs_f64(),
+        r.start_to_first.as_secs_f64(),
+        r.extender_calls
+            .map_or("–".to_string(), |(f, p)| format!("{f} / {p}")),
+        r.created_per_second,
+    )
+}
+
+/// The rounds and, per round, the ratio (b)/(a).
+pub fn scheduling_table(rounds: &[Round]) -> String {
+    let mut s = scheduling_header();
+    for r in rounds {
+        s.push_str(&scheduling_line(r));
+    }
+    s.push('\n');
+    let rate = |config: &str, round: usize| {
+        rounds
+            .iter()
+            .find(|r| r.config == config && r.round == round)
+            .map(Round::pods_per_second)
+    };
+    let max_round = rounds.iter().map(|r| r.round).max().unwrap_or(0);
+    for round in 1..=max_round {
+        if let (Some(a), Some(b)) = (rate(DEFAULT_CONFIG, round), rate(EXTENDER_CONFIG, round)) {
+            let _ = writeln!(
+                s,
+                "round {round}: ratio (b)/(a) = {b:.1} / {a:.1} = **{:.2}** (aim: at least 0.5)",
+                b / a
+            );
+        }
+    }
+    s
+}
