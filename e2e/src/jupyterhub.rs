@@ -28,6 +28,10 @@ pub struct Notebook {
     pub memory_usage: String,
     /// A `schedulerName` other than the default.
     pub scheduler_name: Option<String>,
+    /// Port of a [`JupyterServerEmulator`] serving this user's jupyter_server
+    /// `/metrics`. The pod then uses the host network (its IP is the node's
+    /// loopback address) and carries the prometheus.io scrape annotations.
+    pub jupyter_metrics_port: Option<u16>,
 }
 
 impl Notebook {
@@ -43,6 +47,7 @@ impl Notebook {
             cpu_usage: cpu_usage.to_string(),
             memory_usage: memory_usage.to_string(),
             scheduler_name: None,
+            jupyter_metrics_port: None,
         }
     }
 
@@ -89,6 +94,24 @@ impl Notebook {
         if let Some(s) = &self.scheduler_name {
             spec["schedulerName"] = json!(s);
         }
+        let mut annotations = json!({
+            USERNAME_ANNOTATION: self.user,
+            "hub.jupyter.org/servername": "",
+            kwok::POD_USAGE_CPU: self.cpu_usage,
+            kwok::POD_USAGE_MEMORY: self.memory_usage,
+        });
+        if let Some(port) = self.jupyter_metrics_port {
+            spec["hostNetwork"] = json!(true);
+            // No containerPort: on the host network it would become a host
+            // port and keep two notebooks off the same node.
+            spec["containers"][0]
+                .as_object_mut()
+                .expect("container object")
+                .remove("ports");
+            annotations["prometheus.io/scrape"] = json!("true");
+            annotations["prometheus.io/port"] = json!(port.to_string());
+            annotations["prometheus.io/path"] = json!(format!("/user/{}/metrics", self.user));
+        }
         serde_json::from_value(json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -106,16 +129,89 @@ impl Notebook {
                     "hub.jupyter.org/servername": "",
                     "hub.jupyter.org/network-access-hub": "true",
                 },
-                "annotations": {
-                    USERNAME_ANNOTATION: self.user,
-                    "hub.jupyter.org/servername": "",
-                    kwok::POD_USAGE_CPU: self.cpu_usage,
-                    kwok::POD_USAGE_MEMORY: self.memory_usage,
-                },
+                "annotations": annotations,
             },
             "spec": spec,
         }))
         .expect("pod JSON matches the Pod type")
+    }
+}
+
+/// What one user's emulated jupyter_server reports.
+#[derive(Clone, Debug, Default)]
+pub struct ServerStats {
+    pub kernels: u32,
+    /// Unix seconds of the last activity.
+    pub last_activity: f64,
+}
+
+/// Emulated jupyter_server `/metrics` endpoints for many users on one
+/// loopback port: `GET /user/<name>/metrics` answers in the Prometheus text
+/// format with `kernel_currently_running_total` and
+/// `jupyter_server_last_activity_timestamp_seconds`, as jupyter_server 2.15+
+/// does.
+#[derive(Clone)]
+pub struct JupyterServerEmulator {
+    pub port: u16,
+    stats: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, ServerStats>>>,
+    _task: std::sync::Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl JupyterServerEmulator {
+    pub async fn start() -> std::io::Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let stats: std::sync::Arc<
+            std::sync::Mutex<std::collections::HashMap<String, ServerStats>>,
+        > = Default::default();
+        let shared = stats.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let stats = shared.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let path = head.split_whitespace().nth(1).unwrap_or("");
+                    let user = path
+                        .strip_prefix("/user/")
+                        .and_then(|p| p.strip_suffix("/metrics"));
+                    let found = user.and_then(|u| stats.lock().ok()?.get(u).cloned());
+                    let response = match found {
+                        Some(s) => {
+                            let body = format!(
+                                "# HELP kernel_currently_running_total counts the number of kernels currently running\n\
+                                 # TYPE kernel_currently_running_total gauge\n\
+                                 kernel_currently_running_total{{type=\"python3\"}} {}\n\
+                                 # HELP jupyter_server_last_activity_timestamp_seconds Timestamp of last seen activity on this Jupyter Server\n\
+                                 # TYPE jupyter_server_last_activity_timestamp_seconds gauge\n\
+                                 jupyter_server_last_activity_timestamp_seconds {:.3}\n",
+                                s.kernels, s.last_activity
+                            );
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                        }
+                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                    };
+                    let _ = conn.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Ok(Self {
+            port,
+            stats,
+            _task: std::sync::Arc::new(task),
+        })
+    }
+
+    /// Sets what `user`'s server reports from now on.
+    pub fn set(&self, user: &str, stats: ServerStats) {
+        if let Ok(mut m) = self.stats.lock() {
+            m.insert(user.to_string(), stats);
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use headroom_e2e::jupyterhub::{Notebook, user_placeholder};
+use headroom_e2e::jupyterhub::{JupyterServerEmulator, Notebook, ServerStats, user_placeholder};
 use headroom_e2e::lab;
 use headroom_e2e::{Cluster, ClusterConfig, wait};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -31,7 +31,10 @@ kubelet:
   interval: 1s
   timeout: 5s
 jupyterServer:
-  enabled: false
+  enabled: true
+  interval: 1s
+  timeout: 2s
+  cacheTtl: 1s
 "#;
 
 async fn raw(cluster: &Cluster, path: &str) -> Result<serde_json::Value, String> {
@@ -119,10 +122,31 @@ async fn adapter_serves_the_aggregator_and_drives_an_hpa() {
 
     // Three users' notebooks (z2jh defaults: no CPU request, 1Gi memory),
     // busy at different levels; placeholders that keep room for new users.
+    // alice's and bob's jupyter_server /metrics are reachable (emulated on
+    // loopback); carol's server is not scraped.
+    let jupyter = JupyterServerEmulator::start().await.unwrap();
+    let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    jupyter.set(
+        "alice",
+        ServerStats {
+            kernels: 2,
+            last_activity: now - 100.0,
+        },
+    );
+    jupyter.set(
+        "bob",
+        ServerStats {
+            kernels: 0,
+            last_activity: now - 3600.0,
+        },
+    );
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     for (user, cpu) in USERS.iter().zip(["1500m", "500m", "10m"]) {
         let mut nb = Notebook::z2jh_default(user, cpu, "1Gi");
         nb.cpu_limit = Some("2".into());
+        if *user != "carol" {
+            nb.jupyter_metrics_port = Some(jupyter.port);
+        }
         pods.create(&PostParams::default(), &nb.to_pod("jhub"))
             .await
             .unwrap();
@@ -186,6 +210,35 @@ async fn adapter_serves_the_aggregator_and_drives_an_hpa() {
     let first = &v1["items"][0];
     assert_eq!(first["metricName"], "notebook_memory_working_set_bytes");
     assert_eq!(quantity(&first["value"]), 1073741824.0);
+
+    // Kernels and idle time from the pod's own jupyter_server.
+    let kernels = wait::until(
+        "alice's kernels from her jupyter_server",
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+        || async {
+            raw(
+                &cluster,
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/jhub/pods/jupyter-alice/notebook_kernels_running",
+            )
+            .await
+            .ok()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nadapter:\n{}", cluster.log_tail("headroom-metrics-adapter", 20)));
+    assert_eq!(quantity(&kernels["items"][0]["value"]), 2.0, "{kernels}");
+    let idle = raw(
+        &cluster,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/jhub/pods/jupyter-bob/notebook_idle_seconds",
+    )
+    .await
+    .unwrap();
+    let bob_idle = quantity(&idle["items"][0]["value"]);
+    assert!(
+        (3590.0..3700.0).contains(&bob_idle),
+        "bob idle about an hour: {idle}"
+    );
 
     // Object metric on the namespace: users above 0.2 cores are active.
     let active = raw(
