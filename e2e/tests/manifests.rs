@@ -254,8 +254,9 @@ async fn manifests_apply_to_the_real_apiserver() {
     cluster.start_scheduler(&config).await.unwrap();
     let kubeadm = std::fs::read_to_string(manifests("kubeadm/scheduler-config.yaml")).unwrap();
     cluster.start_scheduler(&kubeadm).await.unwrap();
-    let kind = std::fs::read_to_string(repo_root().join("e2e/kind/scheduler/scheduler-config.yaml"))
-        .unwrap();
+    let kind =
+        std::fs::read_to_string(repo_root().join("e2e/kind/scheduler/scheduler-config.yaml"))
+            .unwrap();
     cluster.start_scheduler(&kind).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.check_running().unwrap();

@@ -1,0 +1,532 @@
+//! The policy file: resource weights, the estimate for pods that request
+//! nothing, what to do with stale usage, and per-node caps in percent.
+//!
+//! The YAML is read into [`PolicyFile`] (plain serde, unknown keys rejected),
+//! then [`PolicyFile::validate`] checks every field and reports all problems at
+//! once, each naming its field path (`caps[1].cpuPercent: ...`). The result,
+//! [`Policy`], is what the rest of the crate uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use headroom_common::resources::Resources;
+use serde::{Deserialize, Serialize};
+
+/// Node annotation that overrides the CPU cap percent for that node.
+pub const CPU_CAP_ANNOTATION: &str = "headroom.dev/cap-cpu-percent";
+/// Node annotation that overrides the memory cap percent for that node.
+pub const MEMORY_CAP_ANNOTATION: &str = "headroom.dev/cap-memory-percent";
+/// Node annotation giving the reason text shown for an annotation cap.
+pub const CAP_REASON_ANNOTATION: &str = "headroom.dev/cap-reason";
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// serde_yaml's message already starts with the field path.
+    #[error("policy is not valid YAML for this format: {0}")]
+    Syntax(String),
+    #[error("policy is invalid:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// One validation problem, with the path of the field it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The policy file as written. Every field is optional; defaults are those of
+/// [`PolicyFile::default`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub weights: WeightsFile,
+    #[serde(default)]
+    pub default_estimate: EstimateFile,
+    #[serde(default)]
+    pub stale_usage: StaleUsageFile,
+    /// Let DaemonSet pods through the hard-cap filter: they are pinned to
+    /// their node and rejecting them only leaves them Pending there.
+    #[serde(default = "default_true")]
+    pub daemon_sets_exempt: bool,
+    #[serde(default)]
+    pub caps: Vec<CapRuleFile>,
+}
+
+impl Default for PolicyFile {
+    fn default() -> Self {
+        Self {
+            weights: WeightsFile::default(),
+            default_estimate: EstimateFile::default(),
+            stale_usage: StaleUsageFile::default(),
+            daemon_sets_exempt: true,
+            caps: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsFile {
+    #[serde(default = "one")]
+    pub cpu: f64,
+    #[serde(default = "one")]
+    pub memory: f64,
+}
+
+impl Default for WeightsFile {
+    fn default() -> Self {
+        Self {
+            cpu: 1.0,
+            memory: 1.0,
+        }
+    }
+}
+
+/// Quantities as Kubernetes writes them (`500m`, `512Mi`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateFile {
+    #[serde(default = "default_cpu_estimate")]
+    pub cpu: String,
+    #[serde(default = "default_memory_estimate")]
+    pub memory: String,
+}
+
+impl Default for EstimateFile {
+    fn default() -> Self {
+        Self {
+            cpu: default_cpu_estimate(),
+            memory: default_memory_estimate(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StaleUsageFile {
+    /// A duration such as `90s` or `2m`.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
+    #[serde(default)]
+    pub policy: StalePolicy,
+}
+
+impl Default for StaleUsageFile {
+    fn default() -> Self {
+        Self {
+            max_age: default_max_age(),
+            policy: StalePolicy::default(),
+        }
+    }
+}
+
+/// What to do with a node whose usage sample is older than `maxAge`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StalePolicy {
+    /// Score and filter on requests alone, as if there were no usage source.
+    #[default]
+    RequestsOnly,
+    /// A node with a hard cap fails it (cannot prove it is under); every
+    /// stale node scores 0.
+    FailCap,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapMode {
+    /// Filter rejects a node whose projected percent would pass the cap.
+    #[default]
+    Hard,
+    /// Only lowers the score (to 0 once passed).
+    Soft,
+}
+
+/// One cap rule. A node matches when it satisfies every selector given:
+/// its name is in `nodeNames` (if given) and it carries all `nodeLabels`
+/// (if given).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CapRuleFile {
+    #[serde(default)]
+    pub node_names: Vec<String>,
+    #[serde(default)]
+    pub node_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    #[serde(default)]
+    pub memory_percent: Option<f64>,
+    #[serde(default)]
+    pub mode: CapMode,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Validated policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub weights: Weights,
+    /// Estimate per resource for a pod that neither requests nor limits it.
+    pub default_estimate: Resources,
+    pub stale_max_age: Duration,
+    pub stale_policy: StalePolicy,
+    pub daemon_sets_exempt: bool,
+    pub caps: Vec<CapRule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Weights {
+    pub cpu: f64,
+    pub memory: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapRule {
+    pub node_names: Vec<String>,
+    pub node_labels: BTreeMap<String, String>,
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+    pub mode: CapMode,
+    pub reason: String,
+}
+
+/// A cap on one resource of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cap {
+    pub percent: f64,
+    pub mode: CapMode,
+    /// Human text shown in parentheses after the cap; may be empty.
+    pub reason: String,
+}
+
+/// The caps that apply to one node, per resource: the strictest hard and the
+/// strictest soft cap among the matching rules, or the annotation's cap.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeCaps {
+    pub cpu: ResourceCaps,
+    pub memory: ResourceCaps,
+    /// Annotation values that were ignored, to show in `explain`.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResourceCaps {
+    pub hard: Option<Cap>,
+    pub soft: Option<Cap>,
+}
+
+impl ResourceCaps {
+    /// The cap the score is measured against: the lower of hard and soft.
+    pub fn effective(&self) -> Option<&Cap> {
+        match (&self.hard, &self.soft) {
+            (Some(h), Some(s)) => Some(if s.percent < h.percent { s } else { h }),
+            (Some(c), None) | (None, Some(c)) => Some(c),
+            (None, None) => None,
+        }
+    }
+
+    fn tighten(&mut self, cap: Cap) {
+        let slot = match cap.mode {
+            CapMode::Hard => &mut self.hard,
+            CapMode::Soft => &mut self.soft,
+        };
+        if slot.as_ref().is_none_or(|old| cap.percent < old.percent) {
+            *slot = Some(cap);
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        PolicyFile::default()
+            .validate()
+            .expect("the default policy is valid")
+    }
+}
+
+impl Policy {
+    /// Read, parse and validate a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
+        // A file that is empty or only comments is the default policy.
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let file: PolicyFile = if value.is_null() {
+            PolicyFile::default()
+        } else {
+            // Parse the text again (not the Value) so errors carry the field path.
+            serde_yaml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?
+        };
+        file.validate().map_err(PolicyError::Invalid)
+    }
+
+    /// Caps for a node from the matching rules, then the node's annotations
+    /// (which replace the policy's caps for that resource).
+    pub fn caps_for(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> NodeCaps {
+        let mut caps = NodeCaps::default();
+        for rule in self.caps.iter().filter(|r| r.matches(name, labels)) {
+            if let Some(percent) = rule.cpu_percent {
+                caps.cpu.tighten(rule.cap(percent));
+            }
+            if let Some(percent) = rule.memory_percent {
+                caps.memory.tighten(rule.cap(percent));
+            }
+        }
+        let reason = annotations.get(CAP_REASON_ANNOTATION);
+        for (key, slot) in [
+            (CPU_CAP_ANNOTATION, &mut caps.cpu),
+            (MEMORY_CAP_ANNOTATION, &mut caps.memory),
+        ] {
+            let Some(raw) = annotations.get(key) else {
+                continue;
+            };
+            match parse_percent(raw) {
+                Ok(percent) => {
+                    let reason = reason
+                        .cloned()
+                        .or_else(|| slot.hard.as_ref().map(|c| c.reason.clone()))
+                        .unwrap_or_else(|| format!("annotation {key}"));
+                    *slot = ResourceCaps {
+                        hard: Some(Cap {
+                            percent,
+                            mode: CapMode::Hard,
+                            reason,
+                        }),
+                        soft: None,
+                    };
+                }
+                Err(problem) => caps
+                    .warnings
+                    .push(format!("ignored annotation {key}={raw:?}: {problem}")),
+            }
+        }
+        caps
+    }
+}
+
+impl CapRule {
+    fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.node_names.is_empty() || self.node_names.iter().any(|n| n == name))
+            && self
+                .node_labels
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+
+    fn cap(&self, percent: f64) -> Cap {
+        Cap {
+            percent,
+            mode: self.mode,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+impl PolicyFile {
+    /// Check every field; collect all problems rather than stopping at the first.
+    pub fn validate(&self) -> Result<Policy, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: String| errors.push(FieldError { path, message });
+
+        for (path, weight) in [
+            ("weights.cpu", self.weights.cpu),
+            ("weights.memory", self.weights.memory),
+        ] {
+            if !weight.is_finite() || weight < 0.0 {
+                err(path.into(), format!("must be a number >= 0, got {weight}"));
+            }
+        }
+        if self.weights.cpu == 0.0 && self.weights.memory == 0.0 {
+            err("weights".into(), "cpu and memory must not both be 0".into());
+        }
+
+        let cpu = parse_quantity(
+            "defaultEstimate.cpu",
+            &self.default_estimate.cpu,
+            headroom_common::quantity::parse_milli,
+            &mut err,
+        );
+        let memory = parse_quantity(
+            "defaultEstimate.memory",
+            &self.default_estimate.memory,
+            headroom_common::quantity::parse_value,
+            &mut err,
+        );
+
+        let max_age = match self.stale_usage.max_age.parse::<jiff::SignedDuration>() {
+            Ok(d) if d.is_positive() => Duration::try_from(d).ok(),
+            Ok(d) => {
+                err(
+                    "staleUsage.maxAge".into(),
+                    format!("must be greater than 0, got {d:#}"),
+                );
+                None
+            }
+            Err(e) => {
+                err(
+                    "staleUsage.maxAge".into(),
+                    format!(
+                        "invalid duration {:?} (write e.g. 90s or 2m): {e}",
+                        self.stale_usage.max_age
+                    ),
+                );
+                None
+            }
+        };
+
+        let mut caps = Vec::with_capacity(self.caps.len());
+        for (i, rule) in self.caps.iter().enumerate() {
+            let at = |field: &str| format!("caps[{i}].{field}");
+            if rule.node_names.is_empty() && rule.node_labels.is_empty() {
+                err(
+                    format!("caps[{i}]"),
+                    "must select nodes with nodeNames or nodeLabels".into(),
+                );
+            }
+            for (j, name) in rule.node_names.iter().enumerate() {
+                if name.trim().is_empty() {
+                    err(
+                        format!("caps[{i}].nodeNames[{j}]"),
+                        "must not be empty".into(),
+                    );
+                }
+            }
+            for key in rule.node_labels.keys() {
+                if key.trim().is_empty() {
+                    err(at("nodeLabels"), "label keys must not be empty".into());
+                }
+            }
+            if rule.cpu_percent.is_none() && rule.memory_percent.is_none() {
+                err(
+                    format!("caps[{i}]"),
+                    "must set cpuPercent or memoryPercent".into(),
+                );
+            }
+            for (field, value) in [
+                ("cpuPercent", rule.cpu_percent),
+                ("memoryPercent", rule.memory_percent),
+            ] {
+                if let Some(v) = value
+                    && let Err(problem) = check_percent(v)
+                {
+                    err(at(field), problem);
+                }
+            }
+            if rule.reason.contains('\n') {
+                err(at("reason"), "must be a single line".into());
+            }
+            caps.push(CapRule {
+                node_names: rule.node_names.clone(),
+                node_labels: rule.node_labels.clone(),
+                cpu_percent: rule.cpu_percent,
+                memory_percent: rule.memory_percent,
+                mode: rule.mode,
+                reason: rule.reason.trim().to_string(),
+            });
+        }
+
+        match (cpu, memory, max_age) {
+            (Some(cpu_milli), Some(memory_bytes), Some(stale_max_age)) if errors.is_empty() => {
+                Ok(Policy {
+                    weights: Weights {
+                        cpu: self.weights.cpu,
+                        memory: self.weights.memory,
+                    },
+                    default_estimate: Resources {
+                        cpu_milli,
+                        memory_bytes,
+                    },
+                    stale_max_age,
+                    stale_policy: self.stale_usage.policy,
+                    daemon_sets_exempt: self.daemon_sets_exempt,
+                    caps,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+fn parse_quantity<E: fmt::Display>(
+    path: &str,
+    text: &str,
+    parse: impl Fn(&str) -> Result<i64, E>,
+    err: &mut impl FnMut(String, String),
+) -> Option<i64> {
+    match parse(text) {
+        Ok(v) if v >= 0 => Some(v),
+        Ok(_) => {
+            err(path.into(), format!("must be >= 0, got {text:?}"));
+            None
+        }
+        Err(e) => {
+            err(path.into(), format!("invalid quantity {text:?}: {e}"));
+            None
+        }
+    }
+}
+
+fn check_percent(v: f64) -> Result<f64, String> {
+    if v.is_finite() && (1.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be within 1..=100, got {v}"))
+    }
+}
+
+/// Annotation values: a number, optionally followed by `%`.
+fn parse_percent(raw: &str) -> Result<f64, String> {
+    let text = raw.trim();
+    let text = text.strip_suffix('%').unwrap_or(text).trim();
+    let v: f64 = text
+        .parse()
+        .map_err(|_| "not a number (write e.g. 40)".to_string())?;
+    check_percent(v)
+}
+
+fn default_true() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_cpu_estimate() -> String {
+    "500m".into()
+}
+fn default_memory_estimate() -> String {
+    "512Mi".into()
+}
+fn default_max_age() -> String {
+    "2m".into()
+}
+
+#[cfg(test)]
+mod tests;
