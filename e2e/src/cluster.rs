@@ -202,7 +202,7 @@ impl Cluster {
             &self.dir,
         )?;
         let url = format!("https://127.0.0.1:{port}");
-        wait_healthz("kube-scheduler", &url, &mut proc).await?;
+        wait_healthz(&url, &mut proc).await?;
         self.scheduler = Some(proc);
         Ok(())
     }
@@ -341,28 +341,8 @@ impl Cluster {
 
     async fn wait_apiserver_ready(&mut self) -> Result<(), Error> {
         let client = self.client();
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            self.procs.last_mut().expect("apiserver").check_running()?;
-            let req = http::Request::get("/readyz")
-                .body(Vec::new())
-                .expect("request");
-            if let Ok(body) = client.request_text(req).await
-                && body.trim() == "ok"
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!(
-                        "kube-apiserver /readyz; log:\n{}",
-                        self.log_tail("kube-apiserver", 20)
-                    ),
-                    seconds: START_TIMEOUT.as_secs(),
-                });
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let proc = self.procs.last_mut().expect("apiserver started");
+        wait_ok(&client, "/readyz", proc).await
     }
 
     async fn create_nodes(&self, nodes: &[NodeSpec]) -> Result<(), Error> {
@@ -545,17 +525,21 @@ fn start_kwok(cluster: &Cluster) -> Result<Proc, Error> {
     )
 }
 
-async fn wait_healthz(name: &str, url: &str, proc: &mut Proc) -> Result<(), Error> {
+async fn wait_healthz(url: &str, proc: &mut Proc) -> Result<(), Error> {
     let mut config = kube::Config::new(url.parse().map_err(|e| Error::Other(format!("{e}")))?);
     // The component serves a self-signed certificate it made at start.
     config.accept_invalid_certs = true;
     let client = kube::Client::try_from(config)?;
+    wait_ok(&client, "/healthz", proc).await
+}
+
+/// Polls `path` until it answers `ok`, failing early (with the log) if the
+/// process exits.
+async fn wait_ok(client: &kube::Client, path: &str, proc: &mut Proc) -> Result<(), Error> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         proc.check_running()?;
-        let req = http::Request::get("/healthz")
-            .body(Vec::new())
-            .expect("request");
+        let req = http::Request::get(path).body(Vec::new()).expect("request");
         if let Ok(body) = client.request_text(req).await
             && body.trim() == "ok"
         {
@@ -563,7 +547,7 @@ async fn wait_healthz(name: &str, url: &str, proc: &mut Proc) -> Result<(), Erro
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Error::Timeout {
-                what: format!("{name} /healthz; log:\n{}", tail(&proc.log, 20)),
+                what: format!("{} {path}; log:\n{}", proc.name, tail(&proc.log, 20)),
                 seconds: START_TIMEOUT.as_secs(),
             });
         }
@@ -572,11 +556,31 @@ async fn wait_healthz(name: &str, url: &str, proc: &mut Proc) -> Result<(), Erro
 }
 
 /// A plain-HTTP GET on 127.0.0.1 (kwok serves its emulated kubelet endpoints
-/// in plain HTTP as well as TLS on one port).
+/// in plain HTTP as well as TLS on one port); the body of a 200.
 pub async fn http_get_loopback(port: u16, path: &str) -> Result<String, Error> {
+    http_loopback(port, "GET", path, None).await
+}
+
+/// A plain-HTTP/1.0 request on 127.0.0.1 with an optional JSON body; returns
+/// the body of a 200, an error naming the status line otherwise.
+pub async fn http_loopback(
+    port: u16,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+) -> Result<String, Error> {
     let fut = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut req =
+            format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if let Some(body) = json_body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
         stream.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await?;
@@ -585,7 +589,7 @@ pub async fn http_get_loopback(port: u16, path: &str) -> Result<String, Error> {
     let text = tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .map_err(|_| Error::Timeout {
-            what: format!("GET 127.0.0.1:{port}{path}"),
+            what: format!("{method} 127.0.0.1:{port}{path}"),
             seconds: 10,
         })??;
     let (head, body) = text
@@ -593,7 +597,7 @@ pub async fn http_get_loopback(port: u16, path: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::Other(format!("malformed HTTP response from {path}")))?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
         return Err(Error::Other(format!(
-            "GET {path}: {}",
+            "{method} {path}: {}",
             head.lines().next().unwrap_or("")
         )));
     }

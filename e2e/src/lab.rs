@@ -164,41 +164,11 @@ impl Extender {
         pod: &k8s_openapi::api::core::v1::Pod,
     ) -> Result<serde_json::Value, Error> {
         let body = serde_json::to_string(pod)?;
-        let text = http_post_loopback(self.port, "/explain?format=json", &body).await?;
+        let text =
+            crate::cluster::http_loopback(self.port, "POST", "/explain?format=json", Some(&body))
+                .await?;
         Ok(serde_json::from_str(&text)?)
     }
-}
-
-/// A plain-HTTP POST of a JSON body on 127.0.0.1; returns the body of a 200.
-pub async fn http_post_loopback(port: u16, path: &str, body: &str) -> Result<String, Error> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let req = format!(
-            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
-    };
-    let text = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("POST 127.0.0.1:{port}{path}"),
-            seconds: 10,
-        })??;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| Error::Other(format!("malformed HTTP response from {path}")))?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(Error::Other(format!(
-            "POST {path}: {}",
-            head.lines().next().unwrap_or("")
-        )));
-    }
-    Ok(body.to_string())
 }
 
 /// Polls `GET /readyz` over plain HTTP until 200.
