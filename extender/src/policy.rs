@@ -49,93 +49,6 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// The policy file as written. Every field is optional; defaults are those of
-/// [`PolicyFile::default`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PolicyFile {
-    #[serde(default)]
-    pub weights: WeightsFile,
-    #[serde(default)]
-    pub default_estimate: EstimateFile,
-    #[serde(default)]
-    pub stale_usage: StaleUsageFile,
-    /// Let DaemonSet pods through the hard-cap filter: they are pinned to
-    /// their node and rejecting them only leaves them Pending there.
-    #[serde(default = "default_true")]
-    pub daemon_sets_exempt: bool,
-    #[serde(default)]
-    pub caps: Vec<CapRuleFile>,
-}
-
-impl Default for PolicyFile {
-    fn default() -> Self {
-        Self {
-            weights: WeightsFile::default(),
-            default_estimate: EstimateFile::default(),
-            stale_usage: StaleUsageFile::default(),
-            daemon_sets_exempt: true,
-            caps: Vec::new(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeightsFile {
-    #[serde(default = "one")]
-    pub cpu: f64,
-    #[serde(default = "one")]
-    pub memory: f64,
-}
-
-impl Default for WeightsFile {
-    fn default() -> Self {
-        Self {
-            cpu: 1.0,
-            memory: 1.0,
-        }
-    }
-}
-
-/// Quantities as Kubernetes writes them (`500m`, `512Mi`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EstimateFile {
-    #[serde(default = "default_cpu_estimate")]
-    pub cpu: String,
-    #[serde(default = "default_memory_estimate")]
-    pub memory: String,
-}
-
-impl Default for EstimateFile {
-    fn default() -> Self {
-        Self {
-            cpu: default_cpu_estimate(),
-            memory: default_memory_estimate(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StaleUsageFile {
-    /// A duration such as `90s` or `2m`.
-    #[serde(default = "default_max_age")]
-    pub max_age: String,
-    #[serde(default)]
-    pub policy: StalePolicy,
-}
-
-impl Default for StaleUsageFile {
-    fn default() -> Self {
-        Self {
-            max_age: default_max_age(),
-            policy: StalePolicy::default(),
-        }
-    }
-}
-
 /// What to do with a node whose usage sample is older than `maxAge`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -156,26 +69,6 @@ pub enum CapMode {
     Hard,
     /// Only lowers the score (to 0 once passed).
     Soft,
-}
-
-/// One cap rule. A node matches when it satisfies every selector given:
-/// its name is in `nodeNames` (if given) and it carries all `nodeLabels`
-/// (if given).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CapRuleFile {
-    #[serde(default)]
-    pub node_names: Vec<String>,
-    #[serde(default)]
-    pub node_labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub cpu_percent: Option<f64>,
-    #[serde(default)]
-    pub memory_percent: Option<f64>,
-    #[serde(default)]
-    pub mode: CapMode,
-    #[serde(default)]
-    pub reason: String,
 }
 
 /// Validated policy.
@@ -350,158 +243,6 @@ impl CapRule {
     }
 }
 
-impl PolicyFile {
-    /// Check every field; collect all problems rather than stopping at the first.
-    pub fn validate(&self) -> Result<Policy, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut err = |path: String, message: String| errors.push(FieldError { path, message });
-
-        for (path, weight) in [
-            ("weights.cpu", self.weights.cpu),
-            ("weights.memory", self.weights.memory),
-        ] {
-            if !weight.is_finite() || weight < 0.0 {
-                err(path.into(), format!("must be a number >= 0, got {weight}"));
-            }
-        }
-        if self.weights.cpu == 0.0 && self.weights.memory == 0.0 {
-            err("weights".into(), "cpu and memory must not both be 0".into());
-        }
-
-        let cpu = parse_quantity(
-            "defaultEstimate.cpu",
-            &self.default_estimate.cpu,
-            headroom_common::quantity::parse_milli,
-            &mut err,
-        );
-        let memory = parse_quantity(
-            "defaultEstimate.memory",
-            &self.default_estimate.memory,
-            headroom_common::quantity::parse_value,
-            &mut err,
-        );
-
-        let max_age = match self.stale_usage.max_age.parse::<jiff::SignedDuration>() {
-            Ok(d) if d.is_positive() => Duration::try_from(d).ok(),
-            Ok(d) => {
-                err(
-                    "staleUsage.maxAge".into(),
-                    format!("must be greater than 0, got {d:#}"),
-                );
-                None
-            }
-            Err(e) => {
-                err(
-                    "staleUsage.maxAge".into(),
-                    format!(
-                        "invalid duration {:?} (write e.g. 90s or 2m): {e}",
-                        self.stale_usage.max_age
-                    ),
-                );
-                None
-            }
-        };
-
-        let mut caps = Vec::with_capacity(self.caps.len());
-        for (i, rule) in self.caps.iter().enumerate() {
-            let at = |field: &str| format!("caps[{i}].{field}");
-            if rule.node_names.is_empty() && rule.node_labels.is_empty() {
-                err(
-                    format!("caps[{i}]"),
-                    "must select nodes with nodeNames or nodeLabels".into(),
-                );
-            }
-            for (j, name) in rule.node_names.iter().enumerate() {
-                if name.trim().is_empty() {
-                    err(
-                        format!("caps[{i}].nodeNames[{j}]"),
-                        "must not be empty".into(),
-                    );
-                }
-            }
-            for key in rule.node_labels.keys() {
-                if key.trim().is_empty() {
-                    err(at("nodeLabels"), "label keys must not be empty".into());
-                }
-            }
-            if rule.cpu_percent.is_none() && rule.memory_percent.is_none() {
-                err(
-                    format!("caps[{i}]"),
-                    "must set cpuPercent or memoryPercent".into(),
-                );
-            }
-            for (field, value) in [
-                ("cpuPercent", rule.cpu_percent),
-                ("memoryPercent", rule.memory_percent),
-            ] {
-                if let Some(v) = value
-                    && let Err(problem) = check_percent(v)
-                {
-                    err(at(field), problem);
-                }
-            }
-            if rule.reason.contains('\n') {
-                err(at("reason"), "must be a single line".into());
-            }
-            caps.push(CapRule {
-                node_names: rule.node_names.clone(),
-                node_labels: rule.node_labels.clone(),
-                cpu_percent: rule.cpu_percent,
-                memory_percent: rule.memory_percent,
-                mode: rule.mode,
-                reason: rule.reason.trim().to_string(),
-            });
-        }
-
-        match (cpu, memory, max_age) {
-            (Some(cpu_milli), Some(memory_bytes), Some(stale_max_age)) if errors.is_empty() => {
-                Ok(Policy {
-                    weights: Weights {
-                        cpu: self.weights.cpu,
-                        memory: self.weights.memory,
-                    },
-                    default_estimate: Resources {
-                        cpu_milli,
-                        memory_bytes,
-                    },
-                    stale_max_age,
-                    stale_policy: self.stale_usage.policy,
-                    daemon_sets_exempt: self.daemon_sets_exempt,
-                    caps,
-                })
-            }
-            _ => Err(errors),
-        }
-    }
-}
-
-fn parse_quantity<E: fmt::Display>(
-    path: &str,
-    text: &str,
-    parse: impl Fn(&str) -> Result<i64, E>,
-    err: &mut impl FnMut(String, String),
-) -> Option<i64> {
-    match parse(text) {
-        Ok(v) if v >= 0 => Some(v),
-        Ok(_) => {
-            err(path.into(), format!("must be >= 0, got {text:?}"));
-            None
-        }
-        Err(e) => {
-            err(path.into(), format!("invalid quantity {text:?}: {e}"));
-            None
-        }
-    }
-}
-
-fn check_percent(v: f64) -> Result<f64, String> {
-    if v.is_finite() && (1.0..=100.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("must be within 1..=100, got {v}"))
-    }
-}
-
 /// Annotation values: a number, optionally followed by `%`.
 fn parse_percent(raw: &str) -> Result<f64, String> {
     let text = raw.trim();
@@ -512,21 +253,12 @@ fn parse_percent(raw: &str) -> Result<f64, String> {
     check_percent(v)
 }
 
-fn default_true() -> bool {
-    true
-}
-fn one() -> f64 {
-    1.0
-}
-fn default_cpu_estimate() -> String {
-    "500m".into()
-}
-fn default_memory_estimate() -> String {
-    "512Mi".into()
-}
-fn default_max_age() -> String {
-    "2m".into()
-}
+mod file;
+mod validate;
+
+use validate::check_percent;
+
+pub use file::{CapRuleFile, EstimateFile, PolicyFile, StaleUsageFile, WeightsFile};
 
 #[cfg(test)]
 mod tests;

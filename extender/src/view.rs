@@ -193,7 +193,11 @@ pub fn node_totals<'a>(
             continue;
         }
         let PodResources { requests, limits } = cache.get(pod);
-        let entry = totals.entry(node.to_string()).or_default();
+        // get_mut first: no key allocation for every pod of a known node.
+        let entry = match totals.get_mut(node) {
+            Some(entry) => entry,
+            None => totals.entry(node.to_string()).or_default(),
+        };
         entry.requested += requests;
         let Some(sample) = sample else {
             continue;
