@@ -4,6 +4,11 @@
 //! started it dies, which covers a panicking test and a SIGKILLed harness) and
 //! `kill_on_drop`, and is stopped with SIGTERM then SIGKILL on [`Proc::stop`].
 //! Output goes to `<dir>/<name>.log` so a failing test can show it.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not the
+//! process: spawn from the test's own thread or a runtime worker (both live as
+//! long as the harness), never from `spawn_blocking`, whose threads retire
+//! after ten idle seconds.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
