@@ -59,7 +59,7 @@ pub struct HttpBenchNotes {
 
 /// The emulated CPU load outside pods of the `i`-th node (0-based), percent.
 pub fn load_percent(i: usize) -> i64 {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         85
     } else {
         ((i * 7) % 60) as i64

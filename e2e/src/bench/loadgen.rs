@@ -77,6 +77,7 @@ pub struct Outcome {
     pub latencies_us: Vec<u64>,
     pub window: Duration,
     pub reply: ReplySummary,
+    /// Request body size; for GETs, the first reply's size.
     pub body_bytes: usize,
 }
 
@@ -246,15 +247,48 @@ pub async fn run(
     spec: LoadSpec,
 ) -> Result<Outcome, String> {
     let uri = verb_uri(base, verb)?;
+    drive(
+        client,
+        http::Method::POST,
+        uri,
+        body,
+        spec,
+        Arc::new(move |reply: &[u8]| check_reply(verb, reply)),
+    )
+    .await
+}
+
+/// Checks one reply body and summarises it.
+pub type Check = Arc<dyn Fn(&[u8]) -> Result<ReplySummary, String> + Send + Sync>;
+
+/// GETs `url` as specified, checking each 200 reply with `check`.
+pub async fn run_get(
+    client: &HttpClient,
+    url: &str,
+    spec: LoadSpec,
+    check: Check,
+) -> Result<Outcome, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("URL {url}: {e}"))?;
+    drive(client, http::Method::GET, uri, Bytes::new(), spec, check).await
+}
+
+async fn drive(
+    client: &HttpClient,
+    method: http::Method,
+    uri: Uri,
+    body: Bytes,
+    spec: LoadSpec,
+    check: Check,
+) -> Result<Outcome, String> {
     // One request first: a wrong URL or payload fails loudly, not as N errors.
-    let (status, reply) = post(client, &uri, body.clone(), spec.timeout).await?;
+    let (status, reply) = send(client, request(&method, &uri, body.clone())?, spec.timeout).await?;
     if status != StatusCode::OK {
         return Err(format!(
-            "POST {uri}: {status}: {}",
+            "{method} {uri}: {status}: {}",
             String::from_utf8_lossy(&reply[..reply.len().min(300)])
         ));
     }
-    let summary = check_reply(verb, &reply)?;
+    let summary = check(&reply)?;
 
     let start = Instant::now();
     let measure_from = start + spec.warmup;
@@ -264,6 +298,8 @@ pub async fn run(
         let client = client.clone();
         let uri = uri.clone();
         let body = body.clone();
+        let method = method.clone();
+        let check = check.clone();
         workers.spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -273,14 +309,16 @@ pub async fn run(
                 if t0 >= stop_at {
                     break;
                 }
-                let result = post(&client, &uri, body.clone(), spec.timeout)
-                    .await
-                    .and_then(|(status, reply)| {
-                        if status != StatusCode::OK {
-                            return Err(format!("HTTP {status}"));
-                        }
-                        check_reply(verb, &reply).map(|_| ())
-                    });
+                let result = match request(&method, &uri, body.clone()) {
+                    Ok(req) => send(&client, req, spec.timeout).await,
+                    Err(e) => Err(e),
+                }
+                .and_then(|(status, reply)| {
+                    if status != StatusCode::OK {
+                        return Err(format!("HTTP {status}"));
+                    }
+                    check(&reply).map(|_| ())
+                });
                 let t1 = Instant::now();
                 // Count only requests that started and ended in the window.
                 if t0 < measure_from || t1 > stop_at {
@@ -300,7 +338,11 @@ pub async fn run(
     let mut outcome = Outcome {
         window: spec.duration,
         reply: summary,
-        body_bytes: body.len(),
+        body_bytes: if body.is_empty() {
+            reply.len()
+        } else {
+            body.len()
+        },
         ..Outcome::default()
     };
     while let Some(done) = workers.join_next().await {
@@ -314,6 +356,16 @@ pub async fn run(
     }
     outcome.latencies_us.sort_unstable();
     Ok(outcome)
+}
+
+fn request(method: &http::Method, uri: &Uri, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+    Request::builder()
+        .method(method.clone())
+        .uri(uri.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())
 }
 
 /// A GET or POST to a full URL: status and body.
@@ -339,12 +391,7 @@ async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), String> {
-    let req = Request::post(uri.clone())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
-    send(client, req, timeout).await
+    send(client, request(&http::Method::POST, uri, body)?, timeout).await
 }
 
 async fn send(

@@ -4,6 +4,7 @@
 //! `scripts/bench`; figures go to BENCHMARKS.md. Nothing here asserts a
 //! timing: these measure, tests check.
 
+pub mod adapter_bench;
 pub mod extender;
 pub mod http_bench;
 pub mod loadgen;

@@ -125,3 +125,45 @@ pub fn scheduling_table(rounds: &[Round]) -> String {
     }
     s
 }
+
+pub fn adapter_header() -> String {
+    "| notebook pods | request | reply | req/s | p50 ms | p99 ms | errors | adapter RSS | listed all pods after |\n\
+     |---:|---|---|---:|---:|---:|---:|---:|---:|\n"
+        .to_string()
+}
+
+pub fn adapter_lines(r: &super::adapter_bench::AdapterRow) -> String {
+    let line = |what: &str, o: &super::loadgen::Outcome, unit: &str| {
+        format!(
+            "| {} | {what} | {} {unit}, {:.0} KiB | {:.0} | {:.2} | {:.2} | {} | {:.0} MiB | {:.0} s |\n",
+            r.pods,
+            o.reply.passed,
+            o.body_bytes as f64 / 1024.0,
+            o.requests_per_second(),
+            o.quantile_ms(0.5),
+            o.quantile_ms(0.99),
+            if o.errors == 0 {
+                "0".to_string()
+            } else {
+                format!(
+                    "{} ({})",
+                    o.errors,
+                    o.first_error.clone().unwrap_or_default()
+                )
+            },
+            r.rss_kib as f64 / 1024.0,
+            r.ready_after.as_secs_f64(),
+        )
+    };
+    let mut s = line(
+        "Pods metric `notebook_cpu_usage_cores`, all pods by label selector",
+        &r.query,
+        "items",
+    );
+    s.push_str(&line(
+        "discovery `GET /apis/custom.metrics.k8s.io/v1beta2`",
+        &r.discovery,
+        "resources",
+    ));
+    s
+}

@@ -355,7 +355,7 @@ pub async fn wait_warm(
     expect: usize,
 ) -> Result<(), Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let mut last = String::new();
+    let mut last: String;
     loop {
         peer.proc.check_running()?;
         match super::loadgen::post_once(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
+use headroom_e2e::bench::adapter_bench::{self, AdapterBenchOptions};
 use headroom_e2e::bench::http_bench::{self, HttpBenchOptions};
 use headroom_e2e::bench::loadgen::{self, ClientTls, LoadSpec, Verb};
 use headroom_e2e::bench::payload::{self, NodesMode};
@@ -38,6 +39,9 @@ enum Command {
     Http(HttpArgs),
     /// kube-scheduler throughput, default plugins vs. with headroom-extender.
     Scheduling(SchedArgs),
+    /// Metrics adapter: Pods-metric query and discovery through the
+    /// aggregator, resident memory.
+    Adapter(AdapterArgs),
 }
 
 #[derive(Args, Clone)]
@@ -137,6 +141,23 @@ struct SchedArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct AdapterArgs {
+    /// Notebook pod counts.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    sizes: Vec<usize>,
+    /// kwok nodes the pods are spread over (at most 110 pods each).
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// The adapter's kubelet scrape interval.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    scrape_interval: Duration,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    load: Load,
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = s
         .parse()
@@ -155,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Http(args) => http(args, &command_line).await,
         Command::Scheduling(args) => sched(args, &command_line).await,
+        Command::Adapter(args) => adapter(args, &command_line).await,
     }
 }
 
@@ -209,7 +231,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 fn preamble(command_line: &str) -> String {
     format!(
         "- date: {}\n- machine: {}\n- command: `{command_line}`\n\n",
-        jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z"),
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
         report::machine()
     )
 }
@@ -268,6 +290,39 @@ async fn sched(args: SchedArgs, command_line: &str) -> anyhow::Result<()> {
         opts.scrape_interval.as_secs(),
     ));
     out.push_str(&report::scheduling_table(&rounds));
+    println!("{out}");
+    if let Some(path) = args.out {
+        std::fs::write(&path, &out).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
+async fn adapter(args: AdapterArgs, command_line: &str) -> anyhow::Result<()> {
+    let opts = AdapterBenchOptions {
+        sizes: args.sizes,
+        nodes: args.nodes,
+        load: args.load.spec(),
+        scrape_interval: args.scrape_interval,
+    };
+    eprint!("{}", report::adapter_header());
+    let (rows, idle_rss) =
+        adapter_bench::run(&opts, |r| eprint!("{}", report::adapter_lines(r))).await?;
+    let mut out = preamble(command_line);
+    out.push_str(&format!(
+        "- {} kwok nodes; notebook pods created bound and spread over them; adapter kubelet scrape interval {} s; \
+         requests through kube-apiserver's aggregator with the admin client certificate; concurrency {}, {} s measured after {} s warm-up\n\
+         - adapter RSS with no notebook pods: {:.0} MiB\n\n",
+        opts.nodes,
+        opts.scrape_interval.as_secs(),
+        opts.load.concurrency,
+        opts.load.duration.as_secs(),
+        opts.load.warmup.as_secs(),
+        idle_rss as f64 / 1024.0,
+    ));
+    out.push_str(&report::adapter_header());
+    for r in &rows {
+        out.push_str(&report::adapter_lines(r));
+    }
     println!("{out}");
     if let Some(path) = args.out {
         std::fs::write(&path, &out).with_context(|| path.display().to_string())?;
