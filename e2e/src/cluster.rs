@@ -173,13 +173,18 @@ impl Cluster {
             &self.pki.scheduler,
             "system:kube-scheduler",
         )?;
-        map.insert(
-            "clientConnection".into(),
-            serde_yaml::to_value(BTreeMap::from([(
-                "kubeconfig",
-                sched_kubeconfig.display().to_string(),
-            )]))?,
+        // Keep the caller's clientConnection settings (qps, burst) and only
+        // point it at this cluster.
+        let mut connection = map
+            .get("clientConnection")
+            .and_then(|v| v.as_mapping())
+            .cloned()
+            .unwrap_or_default();
+        connection.insert(
+            "kubeconfig".into(),
+            sched_kubeconfig.display().to_string().into(),
         );
+        map.insert("clientConnection".into(), connection.into());
         map.insert(
             "leaderElection".into(),
             serde_yaml::to_value(BTreeMap::from([("leaderElect", false)]))?,
