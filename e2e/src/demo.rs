@@ -270,7 +270,7 @@ async fn render(
             .unwrap_or_else(|| "?".into());
         let _ = writeln!(
             out,
-            "\nHPA user-placeholder (1 per 3 active users): active users {metric}, replicas {} -> desired {}",
+            "\nHPA user-placeholder (target: 3 active users per placeholder): now {metric} per placeholder, replicas {} -> desired {}",
             status.current_replicas.unwrap_or(0),
             status.desired_replicas
         );
