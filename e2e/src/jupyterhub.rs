@@ -85,7 +85,7 @@ impl Notebook {
         let mut spec = json!({
             "containers": [{
                 "name": "notebook",
-                "image": "quay.io/jupyter/base-notebook:latest",
+                "image": "jupyter/base-notebook:latest",
                 "ports": [{"name": "notebook-port", "containerPort": 8888}],
                 "resources": {"requests": requests, "limits": limits},
             }],
@@ -233,7 +233,7 @@ pub fn user_placeholder(replicas: i32, cpu: &str, memory: &str) -> StatefulSet {
                     "terminationGracePeriodSeconds": 0,
                     "containers": [{
                         "name": "pause",
-                        "image": "registry.k8s.io/pause:3.10",
+                        "image": "pause:3.10",
                         "resources": {"requests": {"cpu": cpu, "memory": memory}},
                     }],
                 },

@@ -70,7 +70,7 @@ async fn control_plane_schedules_and_kwok_emulates_metrics() {
                 },
                 "spec": {"containers": [{
                     "name": "main",
-                    "image": "registry.invalid/smoke:1",
+                    "image": "smoke:1",
                     "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
                 }]},
             },
