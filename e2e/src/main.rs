@@ -87,9 +87,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         dir: args.dir,
         ..ClusterConfig::default()
     };
-    let cluster = Cluster::start(config)
+    let mut cluster = Cluster::start(config)
         .await
         .context("starting the cluster")?;
+    // Held until shutdown: dropping them stops the services.
+    let _services = if args.with_services {
+        let s = headroom_e2e::demo::start_services(&mut cluster)
+            .await
+            .context("starting headroom-extender and headroom-metrics-adapter")?;
+        println!("extender:   {}", s.extender.url);
+        println!(
+            "adapter:    https://127.0.0.1:{} (APIServices registered)",
+            s.adapter.port
+        );
+        Some(s)
+    } else {
+        None
+    };
     println!("kubeconfig: {}", cluster.kubeconfig.display());
     println!("logs:       {}", cluster.dir.display());
     println!(
