@@ -5,6 +5,7 @@
 pub mod kubelet;
 pub mod prom;
 pub mod quantity;
+pub mod reflect;
 pub mod resources;
 pub mod server;
 pub mod telemetry;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use headroom_common::reflect;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::State;
@@ -37,25 +38,8 @@ pub fn pods(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let config = watcher::Config::default()
-        .labels(&selector.to_string())
-        .any_semantic();
-    let (store, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|pod: &mut Pod| pod.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
-    let task = until_cancelled(shutdown, async move {
-        stream
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "pod watch error");
-                }
-            })
-            .await;
-    });
-    (store, task)
+    let config = watcher::Config::default().labels(&selector.to_string());
+    reflect::store("pods", api, config, |_| {}, shutdown)
 }
 
 /// A reflector over the nodes to scrape (all nodes, or those matching the
@@ -66,32 +50,17 @@ pub fn nodes(
     shutdown: CancellationToken,
 ) -> (Store<Node>, impl Future<Output = ()> + Send + 'static) {
     let api: Api<Node> = Api::all(client);
-    let mut config = watcher::Config::default().any_semantic();
+    let mut config = watcher::Config::default();
     if !selector.is_empty() {
         config = config.labels(&selector.to_string());
     }
-    let (store, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|node: &mut Node| {
-            node.managed_fields_mut().clear();
-            // Images are the bulk of a Node object and never read here.
-            if let Some(status) = node.status.as_mut() {
-                status.images = None;
-            }
-        })
-        .reflect(writer)
-        .applied_objects();
-    let task = until_cancelled(shutdown, async move {
-        stream
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "node watch error");
-                }
-            })
-            .await;
-    });
-    (store, task)
+    // Images are the bulk of a Node object and never read here.
+    let strip_images = |node: &mut Node| {
+        if let Some(status) = node.status.as_mut() {
+            status.images = None;
+        }
+    };
+    reflect::store("nodes", api, config, strip_images, shutdown)
 }
 
 /// Marks the stores as synced in `state.readiness` once their first list
