@@ -112,8 +112,11 @@ pub async fn run(
     sts.create(&PostParams::default(), &user_placeholder(1, "500m", "1Gi"))
         .await?;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NAMESPACE);
-    hpas.create(&PostParams::default(), &placeholder_hpa())
-        .await?;
+    hpas.create(
+        &PostParams::default(),
+        &crate::jupyterhub::placeholder_hpa(NAMESPACE, "3", 6, 10),
+    )
+    .await?;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let start = Instant::now();
@@ -143,26 +146,6 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-fn placeholder_hpa() -> HorizontalPodAutoscaler {
-    serde_json::from_value(json!({
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "user-placeholder", "namespace": NAMESPACE},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "user-placeholder"},
-            "minReplicas": 1,
-            "maxReplicas": 6,
-            "metrics": [{"type": "Object", "object": {
-                "describedObject": {"apiVersion": "v1", "kind": "Namespace", "name": NAMESPACE},
-                "metric": {"name": "jupyterhub_active_users"},
-                "target": {"type": "AverageValue", "averageValue": "3"},
-            }}],
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 10}},
-        },
-    }))
-    .expect("HPA JSON matches the type")
 }
 
 async fn render(

@@ -243,6 +243,38 @@ pub fn user_placeholder(replicas: i32, cpu: &str, memory: &str) -> StatefulSet {
     .expect("statefulset JSON matches the type")
 }
 
+/// An autoscaling/v2 HPA on `user-placeholder` in `namespace`: one
+/// placeholder per `per_placeholder` of the namespace's
+/// `jupyterhub_active_users` (an Object metric served by the adapter),
+/// between 1 and `max`, scaling down after `scale_down_window_secs`.
+pub fn placeholder_hpa(
+    namespace: &str,
+    per_placeholder: &str,
+    max: i32,
+    scale_down_window_secs: i32,
+) -> k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler {
+    serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "user-placeholder", "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "user-placeholder"},
+            "minReplicas": 1,
+            "maxReplicas": max,
+            "metrics": [{"type": "Object", "object": {
+                "describedObject": {"apiVersion": "v1", "kind": "Namespace", "name": namespace},
+                "metric": {"name": "jupyterhub_active_users"},
+                "target": {"type": "AverageValue", "averageValue": per_placeholder},
+            }}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0},
+                "scaleDown": {"stabilizationWindowSeconds": scale_down_window_secs},
+            },
+        },
+    }))
+    .expect("HPA JSON matches the type")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use base64::Engine;
-use headroom_e2e::jupyterhub::{JupyterServerEmulator, Notebook, ServerStats, user_placeholder};
+use headroom_e2e::jupyterhub::{
+    JupyterServerEmulator, Notebook, ServerStats, placeholder_hpa, user_placeholder,
+};
 use headroom_e2e::lab;
 use headroom_e2e::{Cluster, ClusterConfig, wait};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -307,26 +309,7 @@ async fn adapter_serves_the_aggregator_and_drives_an_hpa() {
     );
 
     // An HPA on user-placeholder: one placeholder per active user.
-    let hpa: HorizontalPodAutoscaler = serde_json::from_value(serde_json::json!({
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "user-placeholder", "namespace": NS},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "user-placeholder"},
-            "minReplicas": 1,
-            "maxReplicas": 6,
-            "metrics": [{"type": "Object", "object": {
-                "describedObject": {"apiVersion": "v1", "kind": "Namespace", "name": NS},
-                "metric": {"name": "jupyterhub_active_users"},
-                "target": {"type": "AverageValue", "averageValue": "1"},
-            }}],
-            "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": 0},
-                "scaleDown": {"stabilizationWindowSeconds": 0},
-            },
-        },
-    }))
-    .unwrap();
+    let hpa = placeholder_hpa(NS, "1", 6, 0);
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NS);
     hpas.create(&PostParams::default(), &hpa).await.unwrap();
     // Two active users now (alice, bob).
