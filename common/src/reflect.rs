@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -24,7 +24,26 @@ pub fn store<K>(
     what: &'static str,
     api: Api<K>,
     config: watcher::Config,
+    strip: impl FnMut(&mut K) + Send + 'static,
+    shutdown: CancellationToken,
+) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    store_observed(what, api, config, strip, |_| {}, shutdown)
+}
+
+/// [`store`], and `observe` sees every watch event (after `strip`) just
+/// before the store applies it. For an index kept beside the store, such as
+/// pods by node: updated from the same events, it is never behind the store
+/// once the store reports ready.
+pub fn store_observed<K>(
+    what: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
     mut strip: impl FnMut(&mut K) + Send + 'static,
+    mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
     shutdown: CancellationToken,
 ) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
 where
@@ -38,6 +57,7 @@ where
             obj.managed_fields_mut().clear();
             strip(obj);
         })
+        .inspect_ok(move |event| observe(event))
         .reflect(writer)
         .applied_objects();
     let task = async move {

@@ -1,23 +1,30 @@
-//! Filter + prioritize scoring over synthetic clusters of 100, 1,000 and
-//! 5,000 nodes: pure functions only, no HTTP, no stores.
+//! Filter + prioritize over synthetic clusters of 100, 1,000 and 5,000
+//! nodes, in process (no HTTP).
 //!
 //! - `filter_prioritize`: one filter pass and one prioritize pass over
 //!   prepared snapshots (the arithmetic a scheduling cycle costs).
-//! - `node_totals`: the per-request pass over all pods that sums requests and
-//!   recent-pod estimates per node (20 pods per node).
+//! - `view_request`: what one `filter` costs before JSON: snapshots of every
+//!   node from reflector stores, the per-node indexes and usage samples
+//!   (20 pods per node, every pod in its node's sample), then assessment.
+//! - `pods_by_node_build`: the pod index built from a full list (start-up,
+//!   relist).
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use headroom_common::resources::Resources;
-use headroom_extender::podcache::PodResourceCache;
 use headroom_extender::policy::Policy;
 use headroom_extender::scoring::{NodeSnapshot, Usage, UsageSample, Verdict, assess};
-use headroom_extender::view::{MeasuredUsage, node_totals};
+use headroom_extender::view::{
+    ClusterIndex, ClusterView, MeasuredUsage, PodsByNode, PodsSeen, Reflected, StaticUsage,
+};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector;
+use kube::runtime::watcher::Event;
 use serde_json::json;
 
 const SIZES: [usize; 3] = [100, 1000, 5000];
@@ -125,54 +132,111 @@ fn pods(nodes: usize) -> Vec<Pod> {
         .collect()
 }
 
-fn totals(c: &mut Criterion) {
+/// A ClusterView over stores and indexes filled as the watchers fill them,
+/// and a usage sample per node that lists the node's pods (as the kubelet
+/// source does).
+fn view(n: usize, pods: &[Pod], sample_at: Timestamp) -> ClusterView {
+    let index = Arc::new(ClusterIndex::default());
+    let (node_store, mut node_writer) = reflector::store::<Node>();
+    let (pod_store, mut pod_writer) = reflector::store::<Pod>();
+    let nodes: Vec<Node> = (0..n)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "metadata": {"name": node_name(i), "labels": {"pool": if i % 10 == 0 { "infra" } else { "worker" }}},
+                "status": {"allocatable": {"cpu": "20", "memory": "64Gi", "pods": "110"}}
+            }))
+            .expect("bench node")
+        })
+        .collect();
+    for event in list_events(nodes) {
+        index.apply_node(&event);
+        node_writer.apply_watcher_event(&event);
+    }
+    for event in list_events(pods.to_vec()) {
+        index.apply_pod(&event);
+        pod_writer.apply_watcher_event(&event);
+    }
+    let usage = StaticUsage::default();
+    for i in 0..n {
+        let mut seen = PodsSeen::default();
+        for p in pods.iter().skip(i).step_by(n) {
+            let reflected = Reflected {
+                cpu: true,
+                memory: true,
+            };
+            seen.insert(
+                "bench",
+                p.metadata.name.as_deref().unwrap_or_default(),
+                reflected,
+            );
+        }
+        usage.set(
+            &node_name(i),
+            MeasuredUsage {
+                at: sample_at,
+                cpu_milli: Some(3000 + (i as i64 % 7) * 1000),
+                memory_bytes: Some(8 << 30),
+                pods: Some(seen),
+            },
+        );
+    }
+    ClusterView::new(node_store, pod_store, index, Some(Arc::new(usage)))
+}
+
+fn list_events<K>(objects: Vec<K>) -> Vec<Event<K>> {
+    std::iter::once(Event::Init)
+        .chain(objects.into_iter().map(Event::InitApply))
+        .chain(std::iter::once(Event::InitDone))
+        .collect()
+}
+
+/// What one `filter` costs in process before JSON: snapshots of every
+/// candidate node from the stores, indexes and usage, then assessment.
+fn request(c: &mut Criterion) {
     let sample_at: Timestamp = "2026-12-03T09:59:00Z".parse().expect("timestamp");
-    let default = Resources::new(500, 512 << 20);
-    let mut group = c.benchmark_group("node_totals");
-    group.sample_size(20);
+    let now: Timestamp = "2026-12-03T10:00:00Z".parse().expect("timestamp");
+    let policy = policy();
+    let incoming: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "jupyter-new", "namespace": "bench"},
+        "spec": {"containers": [{"name": "notebook", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}
+    }))
+    .expect("incoming pod");
+    let mut group = c.benchmark_group("view_request");
+    group.sample_size(30);
     for n in SIZES {
         let pods = pods(n);
+        let view = view(n, &pods, sample_at);
         let names: Vec<String> = (0..n).map(node_name).collect();
-        let samples: HashMap<&str, Option<MeasuredUsage>> = names
-            .iter()
-            .map(|n| {
-                let usage = MeasuredUsage {
-                    at: sample_at,
-                    ..MeasuredUsage::default()
-                };
-                (n.as_str(), Some(usage))
-            })
-            .collect();
-        group.throughput(Throughput::Elements(pods.len() as u64));
-        // Warm: every pod's requests remembered from an earlier request.
-        let mut cache = PodResourceCache::default();
-        group.bench_with_input(BenchmarkId::new("warm", n), &pods, |b, pods| {
+        let supplied = HashMap::new();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &names, |b, names| {
             b.iter(|| {
-                black_box(node_totals(
-                    pods.iter(),
-                    &samples,
-                    default,
-                    None,
-                    &mut cache,
-                ))
-            });
-        });
-        // Cold: the first request after start (or a pass with no cache).
-        group.bench_with_input(BenchmarkId::new("cold", n), &pods, |b, pods| {
-            b.iter(|| {
-                let mut cache = PodResourceCache::default();
-                black_box(node_totals(
-                    pods.iter(),
-                    &samples,
-                    default,
-                    None,
-                    &mut cache,
-                ))
+                let assessed: Vec<Verdict> = view
+                    .snapshots(names, &supplied, &incoming, &policy, now)
+                    .into_iter()
+                    .flatten()
+                    .map(|s| assess(&s, Resources::new(500, 1 << 30), false, &policy).verdict)
+                    .collect();
+                black_box(assessed)
             });
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, filter_prioritize, totals);
+/// Building the pod index from a full list (start-up and every relist).
+fn index_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pods_by_node_build");
+    group.sample_size(20);
+    for n in SIZES {
+        let pods = pods(n);
+        group.throughput(Throughput::Elements(pods.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &pods, |b, pods| {
+            b.iter(|| black_box(PodsByNode::from_pods(pods.iter()).len()));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, filter_prioritize, request, index_build);
 criterion_main!(benches);

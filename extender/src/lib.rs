@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub mod config;
 pub mod explain;
 pub mod metrics;
-pub mod podcache;
 pub mod policy;
 pub mod routes;
 pub mod scoring;

@@ -13,7 +13,7 @@ use headroom_common::tls::{
 };
 use headroom_extender::config::{Cli, Command, ExplainArgs, ServeArgs, UsageSourceKind};
 use headroom_extender::policy::{CapMode, Policy, StalePolicy};
-use headroom_extender::view::{ClusterView, Reflectors, UsageSource};
+use headroom_extender::view::{ClusterView, KubeletUsage, Reflectors, UsageSource};
 use headroom_extender::{Settings, State, routes};
 use tokio_util::sync::CancellationToken;
 
@@ -68,9 +68,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let view = ClusterView::new(
         stores.nodes.clone(),
         stores.pods.clone(),
+        stores.index.clone(),
         usage_cache
             .clone()
-            .map(|c| Arc::new(c) as Arc<dyn UsageSource>),
+            .map(|c| Arc::new(KubeletUsage::new(c)) as Arc<dyn UsageSource>),
     );
     let state = Arc::new(State::new(view, policy, settings));
 

@@ -9,7 +9,7 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
-use crate::view::{ClusterView, UsageSource};
+use crate::view::{ClusterIndex, ClusterView, UsageSource};
 
 pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("valid timestamp")
@@ -38,17 +38,21 @@ pub fn pod(name: &str, namespace: &str, node: Option<&str>, requests: Value, lim
     .expect("valid pod")
 }
 
-fn filled<K>(objects: Vec<K>) -> reflector::Store<K>
+/// A store filled by a list, as the watcher delivers one; every event also
+/// goes to `observe`, as `reflect::store_observed` does.
+fn filled<K>(objects: Vec<K>, mut observe: impl FnMut(&Event<K>)) -> reflector::Store<K>
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, mut writer) = reflector::store::<K>();
-    writer.apply_watcher_event(&Event::Init);
-    for object in objects {
-        writer.apply_watcher_event(&Event::InitApply(object));
+    let events = std::iter::once(Event::Init)
+        .chain(objects.into_iter().map(Event::InitApply))
+        .chain(std::iter::once(Event::InitDone));
+    for event in events {
+        observe(&event);
+        writer.apply_watcher_event(&event);
     }
-    writer.apply_watcher_event(&Event::InitDone);
     store
 }
 
@@ -57,7 +61,10 @@ pub fn view_with(
     pods: Vec<Pod>,
     usage: Option<Arc<dyn UsageSource>>,
 ) -> ClusterView {
-    ClusterView::new(filled(nodes), filled(pods), usage)
+    let index = Arc::new(ClusterIndex::default());
+    let nodes = filled(nodes, |e| index.apply_node(e));
+    let pods = filled(pods, |e| index.apply_pod(e));
+    ClusterView::new(nodes, pods, index, usage)
 }
 
 /// Three nodes like the e2e cluster: node01 and node02 free-ish, node03 a

@@ -1,20 +1,19 @@
 //! The extender's picture of the cluster: reflector stores of Nodes and
-//! non-terminal Pods (the only cache; no LIST per request) plus measured usage
-//! per node. Turns them into pure [`NodeSnapshot`]s for `scoring`.
+//! non-terminal Pods (no LIST per request), per-node indexes fed by the same
+//! watch events, plus measured usage per node. Turns them into pure
+//! [`NodeSnapshot`]s for `scoring`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use headroom_common::resources::{self, Resources};
+use headroom_common::resources::Resources;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::podcache::{PodResourceCache, PodResources};
 use crate::policy::Policy;
-use crate::scoring::{NodeSnapshot, Usage, UsageSample, pod_estimate};
+use crate::scoring::{NodeSnapshot, Usage, UsageSample};
 
 /// Requests and recent-pod estimates of one node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,23 +22,30 @@ pub struct NodeTotals {
     pub recent: Resources,
 }
 
-/// The reflector stores plus the usage source.
+/// The reflector stores, the indexes kept beside them, and the usage source.
 #[derive(Clone)]
 pub struct ClusterView {
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
+    index: Arc<ClusterIndex>,
     /// `None` with `--usage-source none`: requests only.
     pub usage: Option<Arc<dyn UsageSource>>,
-    pod_resources: Arc<Mutex<PodResourceCache>>,
 }
 
 impl ClusterView {
-    pub fn new(nodes: Store<Node>, pods: Store<Pod>, usage: Option<Arc<dyn UsageSource>>) -> Self {
+    /// `index` must be fed the same watch events as the stores (see
+    /// [`Reflectors::start`]).
+    pub fn new(
+        nodes: Store<Node>,
+        pods: Store<Pod>,
+        index: Arc<ClusterIndex>,
+        usage: Option<Arc<dyn UsageSource>>,
+    ) -> Self {
         Self {
             nodes,
             pods,
+            index,
             usage,
-            pod_resources: Arc::default(),
         }
     }
 
@@ -52,9 +58,11 @@ impl ClusterView {
     }
 
     /// Snapshots for the given nodes, in order. A name missing from the node
-    /// store falls back to a Node object supplied with the request (full
+    /// index falls back to a Node object supplied with the request (full
     /// `Nodes` mode); `None` when neither knows it. `incoming` is left out of
-    /// the totals so that explaining an already bound pod does not count it twice.
+    /// the totals so that explaining an already bound pod does not count it
+    /// twice. Reads only the indexes and the usage source: O(candidate nodes
+    /// + their pods), no pass over the whole cluster.
     pub fn snapshots(
         &self,
         names: &[String],
@@ -63,68 +71,58 @@ impl ClusterView {
         policy: &Policy,
         now: Timestamp,
     ) -> Vec<Option<NodeSnapshot>> {
-        let nodes: Vec<Option<Arc<Node>>> = names
-            .iter()
-            .map(|n| {
-                self.node(n).or_else(|| {
-                    supplied
-                        .get(n.as_str())
-                        .map(|node| Arc::new((*node).clone()))
-                })
-            })
-            .collect();
-        let samples: HashMap<&str, Option<MeasuredUsage>> = names
-            .iter()
-            .map(|n| (n.as_str(), self.usage.as_ref().and_then(|u| u.sample(n))))
-            .collect();
+        // Only the node the incoming pod is bound to (explain) can hold it.
+        let bound_to = incoming.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let exclude = (
-            incoming.namespace().unwrap_or_default(),
-            incoming.name_any(),
+            incoming.metadata.namespace.as_deref().unwrap_or_default(),
+            incoming.metadata.name.as_deref().unwrap_or_default(),
         );
-        let pods = self.pods.state();
-        let totals = node_totals(
-            pods.iter().map(|p| p.as_ref()),
-            &samples,
-            policy.default_estimate,
-            Some((&exclude.0, &exclude.1)),
-            &mut self
-                .pod_resources
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let nodes = self.index.nodes();
+        let pods = self.index.pods();
         names
             .iter()
-            .zip(nodes)
-            .map(|(name, node)| {
-                let node = node?;
-                let usage = match &self.usage {
-                    None => Usage::Disabled,
-                    Some(_) => match samples.get(name.as_str()).cloned().flatten() {
-                        None => Usage::Missing,
-                        Some(m) => Usage::Sample(UsageSample {
-                            cpu_milli: m.cpu_milli,
-                            memory_bytes: m.memory_bytes,
-                            age: age(m.at, now),
-                        }),
-                    },
+            .map(|name| {
+                let supplied_facts;
+                let facts = match nodes.get(name) {
+                    Some(facts) => facts,
+                    None => {
+                        supplied_facts = NodeFacts::of(supplied.get(name.as_str())?);
+                        &supplied_facts
+                    }
                 };
-                let totals = totals.get(name.as_str()).copied().unwrap_or_default();
-                Some(snapshot(&node, totals, usage, policy))
+                let sample = self.usage.as_ref().and_then(|u| u.sample(name));
+                let usage = match (&self.usage, &sample) {
+                    (None, _) => Usage::Disabled,
+                    (Some(_), None) => Usage::Missing,
+                    (Some(_), Some(m)) => Usage::Sample(UsageSample {
+                        cpu_milli: m.cpu_milli,
+                        memory_bytes: m.memory_bytes,
+                        age: age(m.at, now),
+                    }),
+                };
+                let totals = pods.totals(
+                    name,
+                    sample.as_deref(),
+                    policy.default_estimate,
+                    (bound_to == Some(name.as_str())).then_some(exclude),
+                );
+                Some(snapshot(facts, totals, usage, policy))
             })
             .collect()
     }
 }
 
-/// Build a snapshot from a Node and its totals (pure).
-pub fn snapshot(node: &Node, totals: NodeTotals, usage: Usage, policy: &Policy) -> NodeSnapshot {
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    let annotations = node.metadata.annotations.as_ref().unwrap_or(&empty);
-    let name = node.name_any();
+/// Build a snapshot from a node's facts and totals (pure).
+pub fn snapshot(
+    facts: &NodeFacts,
+    totals: NodeTotals,
+    usage: Usage,
+    policy: &Policy,
+) -> NodeSnapshot {
     NodeSnapshot {
-        caps: policy.caps_for(&name, labels, annotations),
-        name,
-        allocatable: resources::node_allocatable(node),
+        caps: policy.caps_for(&facts.name, &facts.labels, &facts.cap_annotations),
+        name: facts.name.clone(),
+        allocatable: facts.allocatable,
         requested: totals.requested,
         usage,
         recent: totals.recent,
@@ -162,74 +160,6 @@ fn from_k8s_time(t: &k8s_openapi::jiff::Timestamp) -> Timestamp {
     Timestamp::new(t.as_second(), t.subsec_nanosecond()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// One pass over the pods: per wanted node (the keys of `samples`), the sum
-/// of requests of its non-terminal pods, and the estimates of those its usage
-/// sample does not show yet: bound after the sample was taken, or (when the
-/// sample lists its pods) missing from it, per resource. A node without a
-/// sample has no recent pods: its load is its requests. `exclude`
-/// (namespace, name) leaves one pod out.
-pub fn node_totals<'a>(
-    pods: impl Iterator<Item = &'a Pod>,
-    samples: &HashMap<&str, Option<MeasuredUsage>>,
-    default_estimate: Resources,
-    exclude: Option<(&str, &str)>,
-    cache: &mut PodResourceCache,
-) -> HashMap<String, NodeTotals> {
-    let mut totals: HashMap<String, NodeTotals> = HashMap::with_capacity(samples.len());
-    cache.begin_pass();
-    for pod in pods {
-        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
-            continue;
-        };
-        let Some(sample) = samples.get(node) else {
-            continue;
-        };
-        if resources::is_terminal(pod) {
-            continue;
-        }
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        if exclude.is_some_and(|(ns, n)| ns == namespace && n == name) {
-            continue;
-        }
-        let PodResources { requests, limits } = cache.get(pod);
-        // get_mut first: no key allocation for every pod of a known node.
-        let entry = match totals.get_mut(node) {
-            Some(entry) => entry,
-            None => totals.entry(node.to_string()).or_default(),
-        };
-        entry.requested += requests;
-        let Some(sample) = sample else {
-            continue;
-        };
-        let measured = if scheduled_at(pod).is_some_and(|t| t > sample.at) {
-            Reflected::default()
-        } else {
-            match &sample.pods {
-                // A pod can be bound before the sample and still missing from
-                // it: not started yet, or started after the kubelet's read.
-                Some(pods) => pods.get(namespace, name).unwrap_or_default(),
-                None => Reflected {
-                    cpu: true,
-                    memory: true,
-                },
-            }
-        };
-        if measured.cpu && measured.memory {
-            continue;
-        }
-        let estimate = pod_estimate(requests, limits, default_estimate);
-        if !measured.cpu {
-            entry.recent.cpu_milli += estimate.cpu_milli;
-        }
-        if !measured.memory {
-            entry.recent.memory_bytes += estimate.memory_bytes;
-        }
-    }
-    cache.end_pass();
-    totals
-}
-
 /// Whether a pod is owned by a DaemonSet (exempt from hard caps by default).
 pub fn is_daemon_set_pod(pod: &Pod) -> bool {
     pod.metadata.owner_references.as_ref().is_some_and(|refs| {
@@ -238,11 +168,13 @@ pub fn is_daemon_set_pod(pod: &Pod) -> bool {
     })
 }
 
+mod index;
 mod reflectors;
 mod usage;
 
+pub use index::{BoundPod, ClusterIndex, NodeFacts, NodesByName, PodsByNode};
 pub use reflectors::Reflectors;
-pub use usage::{MeasuredUsage, PodsSeen, Reflected, StaticUsage, UsageSource};
+pub use usage::{KubeletUsage, MeasuredUsage, PodsSeen, Reflected, StaticUsage, UsageSource};
 
 #[cfg(test)]
 mod tests;

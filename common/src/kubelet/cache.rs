@@ -49,6 +49,12 @@ impl UsageCache {
         self.read().nodes.get(node).map(|p| p.usage.clone())
     }
 
+    /// `f` of the node's usage, borrowed under the read lock (no copy of
+    /// its per-pod map). `f` must be quick: the scraper waits for it.
+    pub fn with_node<R>(&self, node: &str, f: impl FnOnce(&NodeUsage) -> R) -> Option<R> {
+        self.read().nodes.get(node).map(|p| f(&p.usage))
+    }
+
     pub fn pod(&self, pod: &PodKey) -> Option<PodUsage> {
         let inner = self.read();
         let node = inner.pod_node.get(pod)?;

@@ -10,10 +10,6 @@ fn at(t: Option<Timestamp>) -> Option<MeasuredUsage> {
     })
 }
 
-fn since<'a>(pairs: &[(&'a str, Option<Timestamp>)]) -> HashMap<&'a str, Option<MeasuredUsage>> {
-    pairs.iter().map(|(n, t)| (*n, at(*t))).collect()
-}
-
 #[test]
 fn scheduled_at_prefers_pod_scheduled_condition() {
     let mut p = pod("a", "ns", Some("n1"), json!({"cpu": "100m"}), json!({}));
@@ -55,30 +51,24 @@ fn totals_sum_requests_and_recent_estimates() {
 
     let default = Resources::new(500, 256 << 20);
     let pods = [&old, &fresh, &limited, &done, &pending, &elsewhere, &me];
-    let totals = node_totals(
-        pods.into_iter(),
-        &since(&[("n1", Some(sample_at))]),
-        default,
-        Some(("ns", "me")),
-        &mut PodResourceCache::default(),
-    );
-    assert_eq!(totals.len(), 1, "only wanted nodes are counted");
-    let n1 = totals["n1"];
+    let index = PodsByNode::from_pods(pods);
+    let sample = at(Some(sample_at));
+    let n1 = index.totals("n1", sample.as_ref(), default, Some(("ns", "me")));
     assert_eq!(n1.requested, Resources::new(1000 + 2000, 1 << 30));
     assert_eq!(n1.recent, Resources::new(500 + 2000, (256 << 20) * 2));
-
-    let without_sample = node_totals(
-        pods.into_iter(),
-        &since(&[("n1", None)]),
-        default,
-        None,
-        &mut PodResourceCache::default(),
-    );
     assert_eq!(
-        without_sample["n1"].requested,
+        index.totals("n9", sample.as_ref(), default, None).requested,
+        Resources::new(8000, 0),
+        "each node counts only its own pods"
+    );
+    assert_eq!(index.len(), 5, "pending and terminal pods are not indexed");
+
+    let without_sample = index.totals("n1", None, default, None);
+    assert_eq!(
+        without_sample.requested,
         Resources::new(1000 + 2000 + 8000, 1 << 30)
     );
-    assert_eq!(without_sample["n1"].recent, Resources::ZERO);
+    assert_eq!(without_sample.recent, Resources::ZERO);
 }
 
 #[test]
@@ -115,26 +105,21 @@ fn pods_missing_from_the_sample_count_as_recent() {
             memory: true,
         },
     );
-    let samples: HashMap<&str, Option<MeasuredUsage>> = [(
-        "n1",
-        Some(MeasuredUsage {
-            at: sample_at,
-            pods: Some(seen),
-            ..MeasuredUsage::default()
-        }),
-    )]
-    .into();
+    let sample = MeasuredUsage {
+        at: sample_at,
+        pods: Some(seen),
+        ..MeasuredUsage::default()
+    };
     let default = Resources::new(500, 256 << 20);
-    let totals = node_totals(
-        [&seen_both, &memory_only, &absent].into_iter(),
-        &samples,
+    let totals = PodsByNode::from_pods([&seen_both, &memory_only, &absent]).totals(
+        "n1",
+        Some(&sample),
         default,
         None,
-        &mut PodResourceCache::default(),
     );
-    assert_eq!(totals["n1"].requested, Resources::new(3000, 1 << 30));
+    assert_eq!(totals.requested, Resources::new(3000, 1 << 30));
     // "starting": its CPU (2 cores) is not in the rate yet; "absent": both defaults.
-    assert_eq!(totals["n1"].recent, Resources::new(2000 + 500, 256 << 20));
+    assert_eq!(totals.recent, Resources::new(2000 + 500, 256 << 20));
 }
 
 #[test]
@@ -204,4 +189,61 @@ fn daemon_set_pods_are_recognised() {
         .unwrap(),
     ]);
     assert!(is_daemon_set_pod(&p));
+}
+
+fn node_usage(at: &str, cores: f64, pods: &[&str]) -> headroom_common::kubelet::NodeUsage {
+    use headroom_common::kubelet::{NodeUsage, PodKey, PodUsage};
+    NodeUsage {
+        node: "n1".into(),
+        at: ts(at),
+        window: Duration::from_secs(15),
+        cpu_cores: Some(cores),
+        memory_working_set_bytes: Some(1e9),
+        pods: pods
+            .iter()
+            .map(|name| {
+                (
+                    PodKey::new("ns", *name),
+                    PodUsage {
+                        cpu_cores: None,
+                        memory_working_set_bytes: Some(1e8),
+                        at: ts(at),
+                        window: Duration::from_secs(15),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn kubelet_usage_converts_each_sample_once() {
+    let cache = headroom_common::kubelet::UsageCache::new();
+    let usage = KubeletUsage::new(cache.clone());
+    assert!(usage.sample("n1").is_none());
+    cache.publish(node_usage("2026-12-03T10:00:00Z", 1.5, &["a"]));
+    let first = usage.sample("n1").unwrap();
+    assert_eq!(first.cpu_milli, Some(1500));
+    assert_eq!(
+        first.pods.as_ref().unwrap().get("ns", "a"),
+        Some(Reflected {
+            cpu: false,
+            memory: true
+        })
+    );
+    let again = usage.sample("n1").unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "same sample: shared, not rebuilt"
+    );
+
+    cache.publish(node_usage("2026-12-03T10:00:15Z", 2.0, &["a", "b"]));
+    let newer = usage.sample("n1").unwrap();
+    assert_eq!(newer.cpu_milli, Some(2000));
+    assert!(newer.pods.as_ref().unwrap().get("ns", "b").is_some());
+
+    // Expired from the cache: gone, even though a conversion was kept.
+    cache.expire("n1", ts("2100-01-01T00:00:00Z"));
+    assert!(usage.sample("n1").is_none());
+    assert!(usage.sample_times().is_empty());
 }

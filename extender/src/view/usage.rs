@@ -1,8 +1,9 @@
 //! Measured usage as the view sees it, and where it comes from.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
+use headroom_common::kubelet::{NodeUsage, UsageCache};
 use jiff::Timestamp;
 
 /// Measured usage of one node at one instant.
@@ -45,9 +46,10 @@ pub struct Reflected {
 }
 
 /// Where measured usage comes from: the kubelet scraper's cache in the
-/// binary, a fixed table in tests and benchmarks.
+/// binary, a fixed table in tests and benchmarks. Samples are shared, not
+/// copied: a request asks for one per candidate node.
 pub trait UsageSource: Send + Sync {
-    fn sample(&self, node: &str) -> Option<MeasuredUsage>;
+    fn sample(&self, node: &str) -> Option<Arc<MeasuredUsage>>;
     /// Sample time of every node that has one (for the staleness gauge).
     fn sample_times(&self) -> Vec<(String, Timestamp)>;
     /// Why the node's latest measurement failed, if it did.
@@ -59,13 +61,13 @@ pub trait UsageSource: Send + Sync {
 /// A usage table set by hand.
 #[derive(Debug, Default)]
 pub struct StaticUsage {
-    samples: RwLock<HashMap<String, MeasuredUsage>>,
+    samples: RwLock<HashMap<String, Arc<MeasuredUsage>>>,
     errors: RwLock<HashMap<String, String>>,
 }
 
 impl StaticUsage {
     pub fn set(&self, node: &str, usage: MeasuredUsage) {
-        write(&self.samples).insert(node.to_string(), usage);
+        write(&self.samples).insert(node.to_string(), Arc::new(usage));
     }
 
     pub fn set_error(&self, node: &str, error: &str) {
@@ -84,7 +86,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl UsageSource for StaticUsage {
-    fn sample(&self, node: &str) -> Option<MeasuredUsage> {
+    fn sample(&self, node: &str) -> Option<Arc<MeasuredUsage>> {
         read(&self.samples).get(node).cloned()
     }
 
@@ -100,30 +102,73 @@ impl UsageSource for StaticUsage {
     }
 }
 
-impl UsageSource for headroom_common::kubelet::UsageCache {
-    fn sample(&self, node: &str) -> Option<MeasuredUsage> {
-        self.node(node).map(|u| MeasuredUsage {
-            at: u.at,
-            cpu_milli: u.cpu_cores.map(|c| (c * 1000.0).round() as i64),
-            memory_bytes: u.memory_working_set_bytes.map(|b| b.round() as i64),
-            pods: Some({
-                let mut seen = PodsSeen::default();
-                for (key, pod) in &u.pods {
-                    let reflected = Reflected {
-                        cpu: pod.cpu_cores.is_some(),
-                        memory: pod.memory_working_set_bytes.is_some(),
-                    };
-                    seen.insert(&key.namespace, &key.name, reflected);
-                }
-                seen
-            }),
-        })
+/// The kubelet scraper's [`UsageCache`] as a [`UsageSource`]. Converting a
+/// node's usage (its per-pod map included) costs allocations, so each node's
+/// conversion is kept until the scraper publishes a newer sample: between
+/// scrapes (15 s by default) every request shares one.
+#[derive(Debug, Default)]
+pub struct KubeletUsage {
+    cache: UsageCache,
+    converted: RwLock<HashMap<String, Arc<MeasuredUsage>>>,
+}
+
+impl KubeletUsage {
+    pub fn new(cache: UsageCache) -> Self {
+        Self {
+            cache,
+            converted: RwLock::default(),
+        }
+    }
+}
+
+/// The extender's view of a node's usage: millicores and bytes, and which
+/// pods the sample includes.
+pub fn measured_usage(u: &NodeUsage) -> MeasuredUsage {
+    let mut seen = PodsSeen::default();
+    for (key, pod) in &u.pods {
+        let reflected = Reflected {
+            cpu: pod.cpu_cores.is_some(),
+            memory: pod.memory_working_set_bytes.is_some(),
+        };
+        seen.insert(&key.namespace, &key.name, reflected);
+    }
+    MeasuredUsage {
+        at: u.at,
+        cpu_milli: u.cpu_cores.map(|c| (c * 1000.0).round() as i64),
+        memory_bytes: u.memory_working_set_bytes.map(|b| b.round() as i64),
+        pods: Some(seen),
+    }
+}
+
+impl UsageSource for KubeletUsage {
+    fn sample(&self, node: &str) -> Option<Arc<MeasuredUsage>> {
+        // The cache decides whether there is a sample (it expires them); the
+        // conversion is reused only while it is of the same instant.
+        let at = self.cache.with_node(node, |u| u.at)?;
+        if let Some(converted) = read(&self.converted).get(node)
+            && converted.at == at
+        {
+            return Some(converted.clone());
+        }
+        let converted = Arc::new(self.cache.with_node(node, measured_usage)?);
+        write(&self.converted).insert(node.to_string(), converted.clone());
+        Some(converted)
     }
 
     fn sample_times(&self) -> Vec<(String, Timestamp)> {
-        self.all_nodes()
+        let times: Vec<(String, Timestamp)> = self
+            .cache
+            .all_nodes()
             .into_iter()
             .map(|u| (u.node, u.at))
-            .collect()
+            .collect();
+        // Called periodically (staleness gauge): forget conversions of nodes
+        // the cache no longer has, so removed nodes do not stay in memory.
+        write(&self.converted).retain(|node, _| times.iter().any(|(n, _)| n == node));
+        times
+    }
+
+    fn last_error(&self, node: &str) -> Option<String> {
+        self.cache.last_error(node)
     }
 }
