@@ -76,10 +76,11 @@ pub struct State {
 impl State {
     /// Not ready until [`State::set_ready`] is called (after the reflector
     /// stores have synced).
-    pub fn new(view: ClusterView, policy: Policy, settings: Settings) -> Self {
+    /// The policy is the view's (node caps are resolved under it).
+    pub fn new(view: ClusterView, settings: Settings) -> Self {
         Self {
+            policy: view.policy().clone(),
             view,
-            policy: Arc::new(policy),
             metrics: Metrics::new(),
             settings,
             ready: AtomicBool::new(false),

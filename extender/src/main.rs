@@ -55,7 +55,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
-    let stores = Reflectors::start(client, shutdown.clone());
+    let stores = Reflectors::start(client, Arc::new(policy), shutdown.clone());
 
     let settings = Settings {
         url_prefix: Settings::normalize_prefix(&args.url_prefix),
@@ -73,7 +73,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .map(|c| Arc::new(KubeletUsage::new(c)) as Arc<dyn UsageSource>),
     );
-    let state = Arc::new(State::new(view, policy, settings));
+    let state = Arc::new(State::new(view, settings));
 
     if let Some(cache) = usage_cache {
         headroom_extender::scrape::start(

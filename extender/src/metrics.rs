@@ -108,12 +108,17 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn count_decision(&self, verdict: &str) {
+    /// Adds `n` decisions of one verdict. Callers tally per request first:
+    /// a label lookup per node would cost an allocation and a lock each.
+    pub fn count_decisions(&self, verdict: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
         self.decisions
             .get_or_create(&VerdictLabels {
                 verdict: verdict.into(),
             })
-            .inc();
+            .inc_by(n);
     }
 
     pub fn count_scrape_error(&self, node: &str) {

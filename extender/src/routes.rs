@@ -208,6 +208,11 @@ fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, String> {
     if body.is_empty() {
         return Err(format!("empty request body; expected {what} JSON"));
     }
+    // Fast path: plain serde_json (which also rejects trailing data). Path
+    // tracking costs on every field, so it runs only to explain a failure.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -17,6 +17,7 @@
 //!   the weighted mean of the headroom left under each resource's cap (100%
 //!   when none) scaled to 0..=10, and 0 once any cap, hard or soft, is passed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use headroom_common::resources::Resources;
@@ -35,7 +36,8 @@ pub struct NodeSnapshot {
     pub usage: Usage,
     /// Sum of the estimates of pods bound after the usage sample was taken.
     pub recent: Resources,
-    pub caps: NodeCaps,
+    /// Shared with the node index (resolved once per Node change).
+    pub caps: Arc<NodeCaps>,
 }
 
 /// Measured usage of a node as known to the extender.

@@ -56,12 +56,22 @@ where
     store
 }
 
+/// A view over filled stores and indexes, with the default policy.
 pub fn view_with(
     nodes: Vec<Node>,
     pods: Vec<Pod>,
     usage: Option<Arc<dyn UsageSource>>,
 ) -> ClusterView {
-    let index = Arc::new(ClusterIndex::default());
+    view_with_policy(nodes, pods, usage, crate::policy::Policy::default())
+}
+
+pub fn view_with_policy(
+    nodes: Vec<Node>,
+    pods: Vec<Pod>,
+    usage: Option<Arc<dyn UsageSource>>,
+    policy: crate::policy::Policy,
+) -> ClusterView {
+    let index = Arc::new(ClusterIndex::new(Arc::new(policy)));
     let nodes = filled(nodes, |e| index.apply_node(e));
     let pods = filled(pods, |e| index.apply_pod(e));
     ClusterView::new(nodes, pods, index, usage)
@@ -86,7 +96,12 @@ pub fn three_node_state() -> crate::State {
             },
         );
     }
-    let view = view_with(
+    let policy = crate::policy::Policy::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policy.yaml"
+    )))
+    .expect("example policy");
+    let view = view_with_policy(
         vec![
             node("node01", "4", "8Gi"),
             node("node02", "4", "8Gi"),
@@ -103,17 +118,13 @@ pub fn three_node_state() -> crate::State {
             pod("jupyter-alice", "jhub", None, json!({}), json!({})),
         ],
         Some(usage.clone()),
+        policy,
     );
-    let policy = crate::policy::Policy::load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/policy.yaml"
-    )))
-    .expect("example policy");
     usage.set_error(
         "node02",
         "GET http://192.0.2.2:10250/metrics/resource: timed out",
     );
-    let state = crate::State::new(view, policy, crate::Settings::default());
+    let state = crate::State::new(view, crate::Settings::default());
     state.set_ready(true);
     state
 }

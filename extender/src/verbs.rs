@@ -55,7 +55,7 @@ fn assess_names(
     let exempt = exempt(state, pod);
     state
         .view
-        .snapshots(names, supplied, pod, &state.policy, now)
+        .snapshots(names, supplied, pod, now)
         .into_iter()
         .map(|snap| snap.map(|s| assess(&s, incoming, exempt, &state.policy)))
         .collect()
@@ -92,17 +92,18 @@ pub fn filter(state: &State, args: &ExtenderArgs, now: Timestamp) -> ExtenderFil
     let assessments = assess_names(state, &args.pod, &names, &supplied, now);
     let mut result = ExtenderFilterResult::default();
     let mut passed: Vec<&str> = Vec::with_capacity(names.len());
+    let mut tally: HashMap<&'static str, u64> = HashMap::new();
     for (name, assessment) in names.iter().zip(&assessments) {
         match assessment {
             None => {
-                state.metrics.count_decision(UNKNOWN_NODE);
+                *tally.entry(UNKNOWN_NODE).or_default() += 1;
                 let reason = format!("{name}: node is not in headroom-extender's node cache");
                 result
                     .failed_nodes
                     .insert(name.clone(), escape_for_event(&reason));
             }
             Some(a) => {
-                state.metrics.count_decision(a.verdict.as_str());
+                *tally.entry(a.verdict.as_str()).or_default() += 1;
                 match (a.verdict, &a.reason) {
                     (Verdict::Pass, _) => passed.push(name),
                     (_, reason) => {
@@ -116,6 +117,9 @@ pub fn filter(state: &State, args: &ExtenderArgs, now: Timestamp) -> ExtenderFil
                 }
             }
         }
+    }
+    for (verdict, n) in tally {
+        state.metrics.count_decisions(verdict, n);
     }
     if args.node_names.is_some() {
         result.node_names = Some(passed.iter().map(|n| n.to_string()).collect());

@@ -49,6 +49,11 @@ impl ClusterView {
         }
     }
 
+    /// The policy node caps are resolved under (the index's).
+    pub fn policy(&self) -> &Arc<Policy> {
+        self.index.policy()
+    }
+
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.nodes.get(&ObjectRef::new(name))
     }
@@ -68,7 +73,6 @@ impl ClusterView {
         names: &[String],
         supplied: &HashMap<&str, &Node>,
         incoming: &Pod,
-        policy: &Policy,
         now: Timestamp,
     ) -> Vec<Option<NodeSnapshot>> {
         // Only the node the incoming pod is bound to (explain) can hold it.
@@ -77,6 +81,7 @@ impl ClusterView {
             incoming.metadata.namespace.as_deref().unwrap_or_default(),
             incoming.metadata.name.as_deref().unwrap_or_default(),
         );
+        let policy = self.index.policy();
         let nodes = self.index.nodes();
         let pods = self.index.pods();
         names
@@ -86,7 +91,7 @@ impl ClusterView {
                 let facts = match nodes.get(name) {
                     Some(facts) => facts,
                     None => {
-                        supplied_facts = NodeFacts::of(supplied.get(name.as_str())?);
+                        supplied_facts = NodeFacts::of(supplied.get(name.as_str())?, policy);
                         &supplied_facts
                     }
                 };
@@ -106,21 +111,16 @@ impl ClusterView {
                     policy.default_estimate,
                     (bound_to == Some(name.as_str())).then_some(exclude),
                 );
-                Some(snapshot(facts, totals, usage, policy))
+                Some(snapshot(facts, totals, usage))
             })
             .collect()
     }
 }
 
 /// Build a snapshot from a node's facts and totals (pure).
-pub fn snapshot(
-    facts: &NodeFacts,
-    totals: NodeTotals,
-    usage: Usage,
-    policy: &Policy,
-) -> NodeSnapshot {
+pub fn snapshot(facts: &NodeFacts, totals: NodeTotals, usage: Usage) -> NodeSnapshot {
     NodeSnapshot {
-        caps: policy.caps_for(&facts.name, &facts.labels, &facts.cap_annotations),
+        caps: facts.caps.clone(),
         name: facts.name.clone(),
         allocatable: facts.allocatable,
         requested: totals.requested,

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -21,7 +22,7 @@ fn node(name: &str, alloc: Resources, requested: Resources) -> NodeSnapshot {
         requested,
         usage: Usage::Disabled,
         recent: Resources::default(),
-        caps: NodeCaps::default(),
+        caps: Arc::default(),
     }
 }
 
@@ -33,8 +34,8 @@ fn sample(cpu_milli: i64, memory_bytes: i64, age_secs: u64) -> Usage {
     })
 }
 
-fn cpu_cap(percent: f64, mode: CapMode, reason: &str) -> NodeCaps {
-    NodeCaps {
+fn cpu_cap(percent: f64, mode: CapMode, reason: &str) -> Arc<NodeCaps> {
+    Arc::new(NodeCaps {
         cpu: ResourceCaps {
             hard: (mode == CapMode::Hard).then(|| Cap {
                 percent,
@@ -48,7 +49,7 @@ fn cpu_cap(percent: f64, mode: CapMode, reason: &str) -> NodeCaps {
             }),
         },
         ..NodeCaps::default()
-    }
+    })
 }
 
 #[test]
@@ -91,12 +92,12 @@ fn freeipa_example_message_is_exact() {
 #[test]
 fn cap_message_without_reason_and_both_resources() {
     let mut n = node("n1", res(1000, 10 * GI), res(900, 9 * GI));
-    n.caps.cpu.hard = Some(Cap {
+    Arc::make_mut(&mut n.caps).cpu.hard = Some(Cap {
         percent: 50.0,
         mode: CapMode::Hard,
         reason: String::new(),
     });
-    n.caps.memory.hard = Some(Cap {
+    Arc::make_mut(&mut n.caps).memory.hard = Some(Cap {
         percent: 80.0,
         mode: CapMode::Hard,
         reason: "db".into(),
@@ -289,7 +290,7 @@ fn arb_node() -> impl Strategy<Value = NodeSnapshot> {
             requested: res(req.0, req.1),
             usage,
             recent: res(recent.0, recent.1),
-            caps,
+            caps: Arc::new(caps),
         })
 }
 

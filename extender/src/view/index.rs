@@ -2,14 +2,15 @@
 //! events (`reflect::store_observed`), so that a request reads what it needs
 //! per candidate node instead of scanning every pod and re-parsing every
 //! Node. The stores stay the source of truth; an index holds only what is
-//! derived from them (parsed requests, allocatable, cap inputs).
+//! derived from them (parsed requests, allocatable, the node's caps under
+//! the policy, which is fixed for the life of the process).
 //!
 //! Relists follow the reflector store's semantics: `Init` starts a new
 //! index, `InitApply` fills it, `InitDone` replaces the old one, so objects
 //! deleted while the watch was down disappear.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use headroom_common::resources::{self, Resources};
 use jiff::Timestamp;
@@ -18,7 +19,7 @@ use kube::runtime::watcher::Event;
 
 use super::usage::{MeasuredUsage, Reflected};
 use super::{NodeTotals, scheduled_at};
-use crate::policy::{CAP_REASON_ANNOTATION, CPU_CAP_ANNOTATION, MEMORY_CAP_ANNOTATION};
+use crate::policy::{NodeCaps, Policy};
 use crate::scoring::pod_estimate;
 
 /// What a request needs of a pod bound to a node, parsed once per change.
@@ -181,65 +182,64 @@ impl PodsByNode {
 }
 
 /// What scoring needs of a Node object: its allocatable, parsed once, and
-/// the inputs of `Policy::caps_for` (labels, and only the cap annotations).
+/// its caps under the policy, resolved once per Node change instead of per
+/// request (label matching and annotation parsing showed up in profiles).
+/// The caps are shared with every snapshot built from them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeFacts {
     pub name: String,
     pub allocatable: Resources,
-    pub labels: BTreeMap<String, String>,
-    pub cap_annotations: BTreeMap<String, String>,
+    pub caps: Arc<NodeCaps>,
 }
 
 impl NodeFacts {
-    pub fn of(node: &Node) -> Self {
-        let cap_annotations = node
-            .metadata
-            .annotations
-            .iter()
-            .flatten()
-            .filter(|(k, _)| {
-                [
-                    CPU_CAP_ANNOTATION,
-                    MEMORY_CAP_ANNOTATION,
-                    CAP_REASON_ANNOTATION,
-                ]
-                .contains(&k.as_str())
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    pub fn of(node: &Node, policy: &Policy) -> Self {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let caps = policy.caps_for(
+            &name,
+            node.metadata.labels.as_ref().unwrap_or(&EMPTY),
+            node.metadata.annotations.as_ref().unwrap_or(&EMPTY),
+        );
         Self {
-            name: node.metadata.name.clone().unwrap_or_default(),
+            name,
             allocatable: resources::node_allocatable(node),
-            labels: node.metadata.labels.clone().unwrap_or_default(),
-            cap_annotations,
+            caps: Arc::new(caps),
         }
     }
 }
 
+static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
 /// [`NodeFacts`] by node name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodesByName {
+    policy: Arc<Policy>,
     facts: HashMap<String, NodeFacts>,
     relist: Option<HashMap<String, NodeFacts>>,
 }
 
 impl NodesByName {
-    pub fn from_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Self {
+    pub fn new(policy: Arc<Policy>) -> Self {
         Self {
-            facts: nodes
-                .into_iter()
-                .map(|n| {
-                    let facts = NodeFacts::of(n);
-                    (facts.name.clone(), facts)
-                })
-                .collect(),
+            policy,
+            facts: HashMap::new(),
             relist: None,
         }
     }
 
+    pub fn from_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>, policy: Arc<Policy>) -> Self {
+        let mut index = Self::new(policy);
+        for n in nodes {
+            let facts = NodeFacts::of(n, &index.policy);
+            index.facts.insert(facts.name.clone(), facts);
+        }
+        index
+    }
+
     pub fn apply(&mut self, event: &Event<Node>) {
+        let policy = self.policy.clone();
         let insert = |map: &mut HashMap<String, NodeFacts>, node: &Node| {
-            let facts = NodeFacts::of(node);
+            let facts = NodeFacts::of(node, &policy);
             map.insert(facts.name.clone(), facts);
         };
         match event {
@@ -262,6 +262,11 @@ impl NodesByName {
         self.facts.get(name)
     }
 
+    /// The policy the caps were resolved under.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
     pub fn len(&self) -> usize {
         self.facts.len()
     }
@@ -272,13 +277,27 @@ impl NodesByName {
 }
 
 /// Both indexes, shared between the watch tasks (writers) and requests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterIndex {
+    policy: Arc<Policy>,
     pods: RwLock<PodsByNode>,
     nodes: RwLock<NodesByName>,
 }
 
 impl ClusterIndex {
+    /// Empty indexes; node caps are resolved under `policy`.
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            nodes: RwLock::new(NodesByName::new(policy.clone())),
+            policy,
+            pods: RwLock::default(),
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
     pub fn apply_pod(&self, event: &Event<Pod>) {
         self.pods
             .write()

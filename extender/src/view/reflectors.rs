@@ -10,6 +10,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::ClusterIndex;
+use crate::policy::Policy;
 
 /// Reflector stores fed from the API server, the indexes fed by the same
 /// events, and the tasks that feed them.
@@ -22,8 +23,9 @@ pub struct Reflectors {
 impl Reflectors {
     /// Start watching Nodes and non-terminal Pods. The tasks stop on
     /// `shutdown`. The stores fill only while those tasks run.
-    pub fn start(client: Client, shutdown: CancellationToken) -> Self {
-        let index = Arc::new(ClusterIndex::default());
+    /// `policy` resolves node caps in the index.
+    pub fn start(client: Client, policy: Arc<Policy>, shutdown: CancellationToken) -> Self {
+        let index = Arc::new(ClusterIndex::new(policy));
         let node_index = index.clone();
         let (nodes, node_task) = reflect::store_observed(
             "nodes",

@@ -155,7 +155,7 @@ fn snapshots_come_from_the_stores() {
     let names: Vec<String> = ["node01", "node03", "ghost", "node07"]
         .map(String::from)
         .into();
-    let snaps = view.snapshots(&names, &supplied, &incoming, &Policy::default(), now);
+    let snaps = view.snapshots(&names, &supplied, &incoming, now);
     assert_eq!(snaps.len(), 4);
     let n1 = snaps[0].as_ref().unwrap();
     assert_eq!(n1.allocatable, Resources::new(4000, 8 << 30));

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::policy::{CAP_REASON_ANNOTATION, CPU_CAP_ANNOTATION};
 use crate::testutil::{k8s_time, node, pod, ts};
 
 fn applied(events: &[Event<Pod>]) -> PodsByNode {
@@ -98,9 +99,37 @@ fn bound_at_comes_from_the_pod_scheduled_condition() {
     assert_eq!(bound.bound_at, Some(ts("2026-12-03T10:00:00Z")));
 }
 
+fn infra_policy() -> Arc<Policy> {
+    Arc::new(
+        Policy::from_yaml(
+            "caps:\n  - nodeLabels: {role: infra}\n    cpuPercent: 50\n    reason: infra rule\n",
+        )
+        .expect("policy"),
+    )
+}
+
 #[test]
-fn node_facts_keep_allocatable_labels_and_only_cap_annotations() {
+fn node_facts_resolve_caps_from_labels_and_annotations() {
+    let policy = infra_policy();
+    let plain = NodeFacts::of(&node("node01", "4", "8Gi"), &policy);
+    assert_eq!(plain.name, "node01");
+    assert_eq!(plain.allocatable, Resources::new(4000, 8 << 30));
+    assert_eq!(
+        *plain.caps,
+        policy.caps_for("node01", &BTreeMap::new(), &BTreeMap::new())
+    );
+    assert!(plain.caps.cpu.hard.is_none());
+
     let mut n = node("node03", "4", "8Gi");
+    n.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("role".into(), "infra".into());
+    let by_label = NodeFacts::of(&n, &policy);
+    let cap = by_label.caps.cpu.hard.as_ref().expect("label rule applies");
+    assert_eq!((cap.percent, cap.reason.as_str()), (50.0, "infra rule"));
+
+    // The annotation overrides the rule; other annotations are ignored.
     n.metadata.annotations = Some(BTreeMap::from([
         (CPU_CAP_ANNOTATION.to_string(), "40".to_string()),
         (CAP_REASON_ANNOTATION.to_string(), "FreeIPA".to_string()),
@@ -109,19 +138,39 @@ fn node_facts_keep_allocatable_labels_and_only_cap_annotations() {
             "{...}".to_string(),
         ),
     ]));
-    let facts = NodeFacts::of(&n);
-    assert_eq!(facts.name, "node03");
-    assert_eq!(facts.allocatable, Resources::new(4000, 8 << 30));
-    assert_eq!(facts.labels["kubernetes.io/hostname"], "node03");
+    let annotated = NodeFacts::of(&n, &policy);
+    let cap = annotated.caps.cpu.hard.as_ref().expect("annotation cap");
+    assert_eq!((cap.percent, cap.reason.as_str()), (40.0, "FreeIPA"));
+    assert!(annotated.caps.warnings.is_empty());
+}
+
+#[test]
+fn node_caps_follow_node_updates() {
+    let mut index = NodesByName::new(infra_policy());
+    let mut n = node("n1", "4", "8Gi");
+    index.apply(&Event::Apply(n.clone()));
+    assert!(index.get("n1").unwrap().caps.cpu.hard.is_none());
+    n.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("role".into(), "infra".into());
+    index.apply(&Event::Apply(n));
     assert_eq!(
-        facts.cap_annotations.keys().collect::<Vec<_>>(),
-        [CPU_CAP_ANNOTATION, CAP_REASON_ANNOTATION]
+        index
+            .get("n1")
+            .unwrap()
+            .caps
+            .cpu
+            .hard
+            .as_ref()
+            .map(|c| c.percent),
+        Some(50.0)
     );
 }
 
 #[test]
 fn nodes_follow_updates_deletes_and_relists() {
-    let mut index = NodesByName::default();
+    let mut index = NodesByName::new(Arc::new(Policy::default()));
     index.apply(&Event::Apply(node("n1", "4", "8Gi")));
     index.apply(&Event::Apply(node("n2", "4", "8Gi")));
     index.apply(&Event::Apply(node("n1", "8", "8Gi")));
