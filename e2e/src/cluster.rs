@@ -73,6 +73,16 @@ const POLL: Duration = Duration::from_millis(250);
 impl Cluster {
     /// Builds (or reuses) the binaries and starts the control plane, kwok and
     /// the nodes; returns when the apiserver is ready and every node is Ready.
+    /// PIDs of the processes the cluster runs (etcd, kube-apiserver,
+    /// kube-controller-manager, kwok and the scheduler if started), by name.
+    pub fn component_pids(&self) -> Vec<(String, u32)> {
+        self.procs
+            .iter()
+            .chain(self.scheduler.iter())
+            .filter_map(|p| Some((p.name.clone(), p.pid()?)))
+            .collect()
+    }
+
     pub async fn start(config: ClusterConfig) -> Result<Self, Error> {
         let bin_dir = tokio::task::spawn_blocking(binaries::control_plane_dir)
             .await

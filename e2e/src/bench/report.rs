@@ -1,6 +1,7 @@
 //! Markdown tables of the results, and the machine they were measured on.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use super::http_bench::HttpRow;
 use super::scheduling::{DEFAULT_CONFIG, EXTENDER_CONFIG, Round};
@@ -80,14 +81,28 @@ pub fn http_table(rows: &[HttpRow]) -> String {
 }
 
 pub fn scheduling_header() -> String {
-    "| configuration | round | pods | pods/s (first→last binding) | first→last | scheduler start→first binding | extender calls (filter/prioritize) | pods created/s (context) |\n\
-     |---|---:|---:|---:|---:|---:|---|---:|\n"
+    "| configuration | round | pods | pods/s (first→last binding) | first→last | scheduler start→first binding | extender calls (filter/prioritize) | CPU ms/pod kube-scheduler | CPU ms/pod extender | CPU ms/pod etcd + apiserver + kcm + kwok | CPU ms/pod all | pods created/s (context) |\n\
+     |---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n"
         .to_string()
 }
 
 pub fn scheduling_line(r: &Round) -> String {
+    // CPU over first → last binding, which spans pods − 1 bindings.
+    let bindings = r.pods.saturating_sub(1).max(1) as f64;
+    let per_pod = |cpu: Option<Duration>| {
+        cpu.map_or("–".to_string(), |c| {
+            format!("{:.2}", c.as_secs_f64() * 1000.0 / bindings)
+        })
+    };
+    let rest = r
+        .cpu
+        .per_process
+        .iter()
+        .filter(|(n, _)| n != "kube-scheduler" && n != "headroom-extender")
+        .map(|(_, d)| *d)
+        .sum::<Duration>();
     format!(
-        "| {} | {} | {} | {:.1} | {:.2} s | {:.2} s | {} | {:.0} |\n",
+        "| {} | {} | {} | {:.1} | {:.2} s | {:.2} s | {} | {} | {} | {} | {} | {:.0} |\n",
         r.config,
         r.round,
         r.pods,
@@ -96,8 +111,35 @@ pub fn scheduling_line(r: &Round) -> String {
         r.start_to_first.as_secs_f64(),
         r.extender_calls
             .map_or("–".to_string(), |(f, p)| format!("{f} / {p}")),
+        per_pod(r.cpu.of("kube-scheduler")),
+        per_pod(r.cpu.of("headroom-extender")),
+        per_pod(Some(rest)),
+        per_pod(Some(r.cpu.total())),
         r.created_per_second,
     )
+}
+
+/// CPU per binding of every process, one line per round (the table keeps
+/// only scheduler, extender and the rest).
+pub fn scheduling_cpu_detail(rounds: &[Round]) -> String {
+    let mut s = String::new();
+    for r in rounds {
+        let bindings = r.pods.saturating_sub(1).max(1) as f64;
+        let parts: Vec<String> = r
+            .cpu
+            .per_process
+            .iter()
+            .map(|(n, d)| format!("{n} {:.2}", d.as_secs_f64() * 1000.0 / bindings))
+            .collect();
+        let _ = writeln!(
+            s,
+            "- {} round {}: CPU ms per binding: {}",
+            r.config,
+            r.round,
+            parts.join(", ")
+        );
+    }
+    s
 }
 
 /// The rounds and, per round, the ratio (b)/(a).
@@ -123,23 +165,54 @@ pub fn scheduling_table(rounds: &[Round]) -> String {
             );
         }
     }
+    s.push('\n');
+    s.push_str(&scheduling_cpu_detail(rounds));
     s
 }
 
 pub fn adapter_header() -> String {
-    "| notebook pods | request | reply | req/s | p50 ms | p99 ms | errors | adapter RSS | listed all pods after |\n\
-     |---:|---|---|---:|---:|---:|---:|---:|---:|\n"
+    "| notebook pods | server | request | reply | window (requests) | req/s | p50 ms | p99 ms | errors | resident memory | listed all pods after |\n\
+     |---:|---|---|---|---:|---:|---:|---:|---:|---|---:|\n"
         .to_string()
+}
+
+/// Requests per second, with a decimal when below 10.
+fn rate(per_second: f64) -> String {
+    if per_second < 10.0 {
+        format!("{per_second:.1}")
+    } else {
+        format!("{per_second:.0}")
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+/// The memory cell: the adapter, plus Prometheus for the peer.
+pub fn adapter_memory(adapter_kib: u64, prometheus_kib: Option<u64>) -> String {
+    match prometheus_kib {
+        Some(p) => format!(
+            "{} + Prometheus {} = {}",
+            mib(adapter_kib),
+            mib(p),
+            mib(adapter_kib + p)
+        ),
+        None => mib(adapter_kib),
+    }
 }
 
 pub fn adapter_lines(r: &super::adapter_bench::AdapterRow) -> String {
     let line = |what: &str, o: &super::loadgen::Outcome, unit: &str| {
         format!(
-            "| {} | {what} | {} {unit}, {:.0} KiB | {:.0} | {:.2} | {:.2} | {} | {:.0} MiB | {:.0} s |\n",
+            "| {} | {} | {what} | {} {unit}, {:.0} KiB | {:.0} s ({}) | {} | {:.2} | {:.2} | {} | {} | {} |\n",
             r.pods,
+            r.server,
             o.reply.passed,
             o.body_bytes as f64 / 1024.0,
-            o.requests_per_second(),
+            o.window.as_secs_f64(),
+            o.ok,
+            rate(o.requests_per_second()),
             o.quantile_ms(0.5),
             o.quantile_ms(0.99),
             if o.errors == 0 {
@@ -151,8 +224,9 @@ pub fn adapter_lines(r: &super::adapter_bench::AdapterRow) -> String {
                     o.first_error.clone().unwrap_or_default()
                 )
             },
-            r.rss_kib as f64 / 1024.0,
-            r.ready_after.as_secs_f64(),
+            adapter_memory(r.rss_kib, r.prometheus_rss_kib),
+            r.ready_after
+                .map_or("–".to_string(), |d| format!("{:.0} s", d.as_secs_f64())),
         )
     };
     let mut s = line(
@@ -166,4 +240,26 @@ pub fn adapter_lines(r: &super::adapter_bench::AdapterRow) -> String {
         "resources",
     ));
     s
+}
+
+pub fn freshness_header() -> String {
+    "| server | metric | round | emulated usage | change → new value in the API |\n\
+     |---|---|---:|---|---:|\n"
+        .to_string()
+}
+
+pub fn freshness_line(r: &super::freshness::FreshnessRound) -> String {
+    format!(
+        "| {} | `{}` | {} | {} → {} | {} |\n",
+        r.server,
+        r.metric,
+        r.round,
+        r.from,
+        r.to,
+        r.after
+            .map_or("not within the timeout".to_string(), |d| format!(
+                "{:.1} s",
+                d.as_secs_f64()
+            )),
+    )
 }

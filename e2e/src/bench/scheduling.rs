@@ -51,6 +51,43 @@ pub struct Round {
     pub first_to_last: Duration,
     /// (filter, prioritize) calls the extender answered, for (b).
     pub extender_calls: Option<(u64, u64)>,
+    /// CPU time used between the first and the last binding.
+    pub cpu: WindowCpu,
+}
+
+/// CPU time (user + system) each process used over the first → last
+/// binding window, by process name (kube-scheduler, headroom-extender and
+/// the cluster's etcd, kube-apiserver, kube-controller-manager, kwok).
+/// Processes whose `/proc` entry could not be read are left out.
+#[derive(Clone, Debug, Default)]
+pub struct WindowCpu {
+    pub per_process: Vec<(String, Duration)>,
+}
+
+impl WindowCpu {
+    pub fn of(&self, name: &str) -> Option<Duration> {
+        self.per_process
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| *d)
+    }
+
+    pub fn total(&self) -> Duration {
+        self.per_process.iter().map(|(_, d)| *d).sum()
+    }
+}
+
+/// User + system CPU time of a process so far, from `/proc/PID/stat`.
+/// Assumes the kernel's USER_HZ of 100 (every Linux architecture we run on).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2 (comm) may contain spaces; fields after its ')' are fixed.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, i.e. 12 and 13
+    // after the state field that follows comm.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 impl Round {
@@ -80,8 +117,8 @@ pub async fn run(
         let ns = format!("bench-a{round}");
         let created = create_pods(&cluster, &ns, opts.pods).await?;
         let cfg = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n";
-        let (start_to_first, first_to_last) =
-            schedule(&cluster, &ns, opts.pods, cfg, opts.timeout).await?;
+        let (start_to_first, first_to_last, cpu) =
+            schedule(&cluster, &ns, opts.pods, cfg, None, opts.timeout).await?;
         let r = Round {
             config: DEFAULT_CONFIG,
             round,
@@ -90,6 +127,7 @@ pub async fn run(
             start_to_first,
             first_to_last,
             extender_calls: None,
+            cpu,
         };
         on_round(&r);
         rounds.push(r);
@@ -115,8 +153,8 @@ pub async fn run(
         let ns = format!("bench-b{round}");
         let created = create_pods(&cluster, &ns, opts.pods).await?;
         let cfg = scheduler_config_with_extender(&ext.url, opts.weight, false);
-        let (start_to_first, first_to_last) =
-            schedule(&cluster, &ns, opts.pods, &cfg, opts.timeout).await?;
+        let (start_to_first, first_to_last, cpu) =
+            schedule(&cluster, &ns, opts.pods, &cfg, ext.proc.pid(), opts.timeout).await?;
         let after = calls(&extender::request_counts(&ext, &client).await?);
         let r = Round {
             config: EXTENDER_CONFIG,
@@ -126,6 +164,7 @@ pub async fn run(
             start_to_first,
             first_to_last,
             extender_calls: Some((after.0 - before.0, after.1 - before.1)),
+            cpu,
         };
         on_round(&r);
         rounds.push(r);
@@ -176,14 +215,16 @@ async fn create_pods(cluster: &Cluster, ns: &str, count: usize) -> Result<f64, E
 }
 
 /// Starts kube-scheduler with `config` and watches until `count` pods of
-/// `ns` are bound; returns (start → first binding, first → last binding).
+/// `ns` are bound; returns (start → first binding, first → last binding) and
+/// the CPU the scheduler and the extender (`extender_pid`) used in between.
 async fn schedule(
     cluster: &Cluster,
     ns: &str,
     count: usize,
     config: &str,
+    extender_pid: Option<u32>,
     timeout: Duration,
-) -> Result<(Duration, Duration), Error> {
+) -> Result<(Duration, Duration, WindowCpu), Error> {
     let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
     let stream = watcher(pods, watcher::Config::default()).applied_objects();
     let mut stream = std::pin::pin!(stream);
@@ -215,6 +256,12 @@ async fn schedule(
     let mut proc = scheduler::start(cluster, config, &format!("kube-scheduler-{ns}")).await?;
     let mut first = None;
     let mut last = started;
+    let mut pids: Vec<(String, u32)> = cluster.component_pids();
+    pids.extend(proc.pid().map(|p| ("kube-scheduler".to_string(), p)));
+    pids.extend(extender_pid.map(|p| ("headroom-extender".to_string(), p)));
+    let cpu_now =
+        || -> Vec<Option<Duration>> { pids.iter().map(|(_, pid)| process_cpu(*pid)).collect() };
+    let mut cpu_at_first = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     while bound.len() < count {
         let next = tokio::time::timeout_at(deadline, stream.try_next()).await;
@@ -236,13 +283,26 @@ async fn schedule(
         };
         if is_bound(&pod) && bound.insert(pod.metadata.name.unwrap_or_default()) {
             let now = Instant::now();
-            first.get_or_insert(now);
+            if first.is_none() {
+                first = Some(now);
+                cpu_at_first = cpu_now();
+            }
             last = now;
         }
     }
+    let cpu_at_last = cpu_now();
     proc.stop(Duration::from_secs(5)).await;
     let first = first.unwrap_or(started);
-    Ok((first - started, last - first))
+    let cpu = WindowCpu {
+        per_process: pids
+            .iter()
+            .zip(cpu_at_first.iter().zip(&cpu_at_last))
+            .filter_map(|((name, _), (a, b))| {
+                Some((name.clone(), b.as_ref()?.saturating_sub(*a.as_ref()?)))
+            })
+            .collect(),
+    };
+    Ok((first - started, last - first, cpu))
 }
 
 async fn delete_pods(cluster: &Cluster, ns: &str) -> Result<(), Error> {
@@ -272,4 +332,26 @@ fn is_bound(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.node_name.as_ref())
         .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_reads_this_process_and_grows() {
+        let before = process_cpu(std::process::id()).expect("own /proc/PID/stat");
+        // Burn CPU until the 10 ms ticks move (bounded, for a loaded machine).
+        let t = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after <= before && t.elapsed() < Duration::from_secs(20) {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = process_cpu(std::process::id()).expect("own /proc/PID/stat");
+        }
+        assert!(after > before, "{before:?} -> {after:?}");
+        assert!(process_cpu(u32::MAX).is_none());
+    }
 }

@@ -6,6 +6,8 @@
 //! - `http`: a kwok cluster of up to 5,000 nodes, headroom-extender and the
 //!   TAS peer under the same load and payloads.
 //! - `scheduling`: kube-scheduler throughput with and without the extender.
+//! - `adapter`: the metrics adapter and the prometheus-adapter + Prometheus
+//!   peer: query, discovery, memory and freshness.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,8 +41,9 @@ enum Command {
     Http(HttpArgs),
     /// kube-scheduler throughput, default plugins vs. with headroom-extender.
     Scheduling(SchedArgs),
-    /// Metrics adapter: Pods-metric query and discovery through the
-    /// aggregator, resident memory.
+    /// Metrics adapter and the prometheus-adapter + Prometheus peer:
+    /// Pods-metric query and discovery through the aggregator, resident
+    /// memory, freshness.
     Adapter(AdapterArgs),
 }
 
@@ -149,9 +152,15 @@ struct AdapterArgs {
     /// kwok nodes the pods are spread over (at most 110 pods each).
     #[arg(long, default_value_t = 100)]
     nodes: usize,
-    /// The adapter's kubelet scrape interval.
+    /// The adapter's kubelet scrape interval, and Prometheus' for the peer.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     scrape_interval: Duration,
+    /// Skip the prometheus-adapter + Prometheus peer.
+    #[arg(long)]
+    no_peer: bool,
+    /// Freshness rounds per server at the smallest size (0: none).
+    #[arg(long, default_value_t = 3)]
+    freshness_rounds: usize,
     #[arg(long)]
     out: Option<PathBuf>,
     #[command(flatten)]
@@ -303,25 +312,63 @@ async fn adapter(args: AdapterArgs, command_line: &str) -> anyhow::Result<()> {
         nodes: args.nodes,
         load: args.load.spec(),
         scrape_interval: args.scrape_interval,
+        peer: !args.no_peer,
+        freshness_rounds: args.freshness_rounds,
     };
     eprint!("{}", report::adapter_header());
-    let (rows, idle_rss) =
-        adapter_bench::run(&opts, |r| eprint!("{}", report::adapter_lines(r))).await?;
+    let r = adapter_bench::run(
+        &opts,
+        |r| eprint!("{}", report::adapter_lines(r)),
+        |r| eprint!("{}", report::freshness_line(r)),
+    )
+    .await?;
     let mut out = preamble(command_line);
     out.push_str(&format!(
-        "- {} kwok nodes; notebook pods created bound and spread over them; adapter kubelet scrape interval {} s; \
-         requests through kube-apiserver's aggregator with the admin client certificate; concurrency {}, {} s measured after {} s warm-up\n\
-         - adapter RSS with no notebook pods: {:.0} MiB\n\n",
+        "- {} kwok nodes; notebook pods created bound and spread over them; scrape interval {} s (our adapter's kubelet scrape and Prometheus'); \
+         requests through kube-apiserver's aggregator with the admin client certificate, the custom metrics APIServices pointed at one server then the other; \
+         concurrency {}, {} s measured after {} s warm-up\n",
         opts.nodes,
         opts.scrape_interval.as_secs(),
         opts.load.concurrency,
         opts.load.duration.as_secs(),
         opts.load.warmup.as_secs(),
-        idle_rss as f64 / 1024.0,
     ));
+    if let Some(peer) = &r.peer {
+        out.push_str(&format!(
+            "- peer: {peer}; `{}` = `rate` over {} s, `{}` = `irate` (freshness only)\n",
+            headroom_e2e::bench::prometheus_adapter::METRIC,
+            opts.scrape_interval.as_secs() * 4,
+            headroom_e2e::bench::prometheus_adapter::METRIC_IRATE,
+        ));
+    }
+    for (server, adapter, prometheus) in &r.idle_rss {
+        out.push_str(&format!(
+            "- resident memory with no notebook pods, {server}: {}\n",
+            report::adapter_memory(*adapter, *prometheus)
+        ));
+    }
+    if let Some(e) = &r.peer_error {
+        out.push_str(&format!("- the peer failed: {e}\n"));
+    }
+    out.push('\n');
     out.push_str(&report::adapter_header());
-    for r in &rows {
-        out.push_str(&report::adapter_lines(r));
+    for row in &r.rows {
+        out.push_str(&report::adapter_lines(row));
+    }
+    for row in &r.rows {
+        if let Some(ms) = row.prometheus_query_ms {
+            out.push_str(&format!(
+                "\nPrometheus' own mean time per query during the {}-pod query run (its `/api/v1/query` handler): {ms:.1} ms\n",
+                row.pods
+            ));
+        }
+    }
+    if !r.freshness.is_empty() {
+        out.push('\n');
+        out.push_str(&report::freshness_header());
+        for round in &r.freshness {
+            out.push_str(&report::freshness_line(round));
+        }
     }
     println!("{out}");
     if let Some(path) = args.out {
