@@ -73,6 +73,15 @@ impl UsageCache {
         all
     }
 
+    /// Every node's sample time, without copying the samples.
+    pub fn sample_times(&self) -> Vec<(String, Timestamp)> {
+        self.read()
+            .nodes
+            .iter()
+            .map(|(node, p)| (node.clone(), p.usage.at))
+            .collect()
+    }
+
     /// Every pod's usage, sorted by key.
     pub fn all_pods(&self) -> Vec<(PodKey, PodUsage)> {
         let inner = self.read();
@@ -198,6 +207,23 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn sample_times_lists_each_node_at_its_sample() {
+        let cache = UsageCache::new();
+        assert!(cache.sample_times().is_empty());
+        cache.publish(usage("n1", &["a"]));
+        cache.publish(usage("n2", &[]));
+        let mut times = cache.sample_times();
+        times.sort();
+        let expected: Vec<(String, Timestamp)> = cache
+            .all_nodes()
+            .into_iter()
+            .map(|u| (u.node, u.at))
+            .collect();
+        assert_eq!(times, expected);
+        assert_eq!(times.len(), 2);
     }
 
     #[test]

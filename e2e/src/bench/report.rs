@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::http_bench::HttpRow;
-use super::scheduling::{DEFAULT_CONFIG, EXTENDER_CONFIG, Round};
+use super::scheduling::{BESIDE_CONFIG, DEFAULT_CONFIG, EXTENDER_CONFIG, Round};
 
 /// nproc, CPU model, memory, kernel: what BENCHMARKS.md records per run.
 pub fn machine() -> String {
@@ -81,8 +81,8 @@ pub fn http_table(rows: &[HttpRow]) -> String {
 }
 
 pub fn scheduling_header() -> String {
-    "| configuration | round | pods | pods/s (first→last binding) | first→last | scheduler start→first binding | extender calls (filter/prioritize) | CPU ms/pod kube-scheduler | CPU ms/pod extender | CPU ms/pod etcd + apiserver + kcm + kwok | CPU ms/pod all | pods created/s (context) |\n\
-     |---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n"
+    "| configuration | round | pods | pods/s (first→last binding) | first→last | scheduler start→first binding | extender calls (filter/prioritize) | CPU ms/pod kube-scheduler | CPU ms/pod extender | CPU ms/pod etcd + apiserver + kcm + kwok | CPU ms/pod all | background while idle, cores | CPU ms/pod above background | first binding→all Running | pods Running/s | CPU ms/pod all, to all Running | pods created/s (context) |\n\
+     |---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         .to_string()
 }
 
@@ -102,7 +102,7 @@ pub fn scheduling_line(r: &Round) -> String {
         .map(|(_, d)| *d)
         .sum::<Duration>();
     format!(
-        "| {} | {} | {} | {:.1} | {:.2} s | {:.2} s | {} | {} | {} | {} | {} | {:.0} |\n",
+        "| {} | {} | {} | {:.1} | {:.2} s | {:.2} s | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} s | {:.1} | {} | {:.0} |\n",
         r.config,
         r.round,
         r.pods,
@@ -115,6 +115,11 @@ pub fn scheduling_line(r: &Round) -> String {
         per_pod(r.cpu.of("headroom-extender")),
         per_pod(Some(rest)),
         per_pod(Some(r.cpu.total())),
+        r.idle_cores(),
+        r.cpu_per_binding_above_idle().as_secs_f64() * 1000.0,
+        r.first_to_all_running.as_secs_f64(),
+        r.running_per_second(),
+        per_pod(Some(r.cpu_to_all_running.total())),
         r.created_per_second,
     )
 }
@@ -131,12 +136,21 @@ pub fn scheduling_cpu_detail(rounds: &[Round]) -> String {
             .iter()
             .map(|(n, d)| format!("{n} {:.2}", d.as_secs_f64() * 1000.0 / bindings))
             .collect();
+        let idle_secs = r.idle_window.as_secs_f64().max(1e-9);
+        let idle: Vec<String> = r
+            .idle
+            .per_process
+            .iter()
+            .map(|(n, d)| format!("{n} {:.3}", d.as_secs_f64() / idle_secs))
+            .collect();
         let _ = writeln!(
             s,
-            "- {} round {}: CPU ms per binding: {}",
+            "- {} round {}: CPU ms per binding: {}; idle before the scheduler started ({:.0} s), cores: {}",
             r.config,
             r.round,
-            parts.join(", ")
+            parts.join(", "),
+            r.idle_window.as_secs_f64(),
+            idle.join(", ")
         );
     }
     s
@@ -161,6 +175,26 @@ pub fn scheduling_table(rounds: &[Round]) -> String {
             let _ = writeln!(
                 s,
                 "round {round}: ratio (b)/(a) = {b:.1} / {a:.1} = **{:.2}** (aim: at least 0.5)",
+                b / a
+            );
+        }
+        if let (Some(a2), Some(b)) = (rate(BESIDE_CONFIG, round), rate(EXTENDER_CONFIG, round)) {
+            let _ = writeln!(
+                s,
+                "round {round}: (b)/(a′) = {b:.1} / {a2:.1} = {:.2} (the calls alone, the extender running in both)",
+                b / a2
+            );
+        }
+        let running = |config: &str| {
+            rounds
+                .iter()
+                .find(|r| r.config == config && r.round == round)
+                .map(Round::running_per_second)
+        };
+        if let (Some(a), Some(b)) = (running(DEFAULT_CONFIG), running(EXTENDER_CONFIG)) {
+            let _ = writeln!(
+                s,
+                "round {round}: pods Running/s (first binding → last pod Running), (b)/(a) = {b:.1} / {a:.1} = {:.2}",
                 b / a
             );
         }

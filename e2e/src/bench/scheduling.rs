@@ -34,6 +34,8 @@ pub struct SchedulingOptions {
     pub scrape_interval: Duration,
     /// Rounds of (a) then (b).
     pub rounds: usize,
+    /// Also run (a′): default plugins while the extender runs beside.
+    pub beside: bool,
     pub timeout: Duration,
 }
 
@@ -53,6 +55,15 @@ pub struct Round {
     pub extender_calls: Option<(u64, u64)>,
     /// CPU time used between the first and the last binding.
     pub cpu: WindowCpu,
+    /// First binding to the last pod Running (kwok has started it), and
+    /// the CPU used over that longer window.
+    pub first_to_all_running: Duration,
+    pub cpu_to_all_running: WindowCpu,
+    /// CPU each process used while the pods waited and no scheduler ran
+    /// (the harness's background: kwok's node heartbeats, controllers, the
+    /// extender's scrapes and watches), and over how long.
+    pub idle: WindowCpu,
+    pub idle_window: Duration,
 }
 
 /// CPU time (user + system) each process used over the first → last
@@ -95,9 +106,64 @@ impl Round {
     pub fn pods_per_second(&self) -> f64 {
         (self.pods.saturating_sub(1)) as f64 / self.first_to_last.as_secs_f64().max(1e-9)
     }
+
+    /// Pods Running per second, first binding → last pod Running.
+    pub fn running_per_second(&self) -> f64 {
+        self.pods.saturating_sub(1) as f64 / self.first_to_all_running.as_secs_f64().max(1e-9)
+    }
+
+    /// Cores the processes used while idle (no scheduler running).
+    pub fn idle_cores(&self) -> f64 {
+        self.idle.total().as_secs_f64() / self.idle_window.as_secs_f64().max(1e-9)
+    }
+
+    /// CPU per binding above what the idle background would have used over
+    /// the same first → last window: the work scheduling itself caused.
+    /// The background runs on while the pods are scheduled, so a slower
+    /// configuration pays more of it per pod; this separates the two.
+    pub fn cpu_per_binding_above_idle(&self) -> Duration {
+        let background = self.idle_cores() * self.first_to_last.as_secs_f64();
+        let above = (self.cpu.total().as_secs_f64() - background).max(0.0);
+        Duration::from_secs_f64(above / self.pods.saturating_sub(1).max(1) as f64)
+    }
 }
 
+/// How long the background CPU is sampled before the scheduler starts.
+const IDLE_SAMPLE: Duration = Duration::from_secs(10);
+
+/// CPU used by `pids` over `window`, from `/proc`.
+async fn cpu_over(pids: &[(String, u32)], window: Duration) -> WindowCpu {
+    let read = || -> Vec<Option<Duration>> { pids.iter().map(|(_, p)| process_cpu(*p)).collect() };
+    let before = read();
+    tokio::time::sleep(window).await;
+    WindowCpu::between(pids, &before, &read())
+}
+
+impl WindowCpu {
+    /// Per-process differences of two `/proc` readings of `pids`.
+    fn between(
+        pids: &[(String, u32)],
+        before: &[Option<Duration>],
+        after: &[Option<Duration>],
+    ) -> Self {
+        Self {
+            per_process: pids
+                .iter()
+                .zip(before.iter().zip(after))
+                .filter_map(|((name, _), (a, b))| {
+                    Some((name.clone(), b.as_ref()?.saturating_sub(*a.as_ref()?)))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// kube-scheduler's defaults: no extender.
+const DEFAULT_SCHEDULER: &str =
+    "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n";
+
 pub const DEFAULT_CONFIG: &str = "(a) default plugins";
+pub const BESIDE_CONFIG: &str = "(a′) default plugins, extender running, not called";
 pub const EXTENDER_CONFIG: &str = "(b) + headroom-extender";
 
 pub async fn run(
@@ -116,19 +182,16 @@ pub async fn run(
         // (a): default plugins, no extender process at all.
         let ns = format!("bench-a{round}");
         let created = create_pods(&cluster, &ns, opts.pods).await?;
-        let cfg = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n";
-        let (start_to_first, first_to_last, cpu) =
-            schedule(&cluster, &ns, opts.pods, cfg, None, opts.timeout).await?;
-        let r = Round {
-            config: DEFAULT_CONFIG,
-            round,
-            pods: opts.pods,
-            created_per_second: created,
-            start_to_first,
-            first_to_last,
-            extender_calls: None,
-            cpu,
-        };
+        let r = schedule(
+            &cluster,
+            &ns,
+            opts.pods,
+            DEFAULT_SCHEDULER,
+            None,
+            opts.timeout,
+        )
+        .await?
+        .into_round(DEFAULT_CONFIG, round, opts.pods, created, None);
         on_round(&r);
         rounds.push(r);
         delete_pods(&cluster, &ns).await?;
@@ -149,23 +212,39 @@ pub async fn run(
             opts.scrape_interval * 3 + Duration::from_secs(60),
         )
         .await?;
+        if opts.beside {
+            // (a′): the same default scheduler while the extender watches and
+            // scrapes as in (b): what its presence costs, apart from its calls.
+            let ns = format!("bench-a2{round}");
+            let created = create_pods(&cluster, &ns, opts.pods).await?;
+            let r = schedule(
+                &cluster,
+                &ns,
+                opts.pods,
+                DEFAULT_SCHEDULER,
+                ext.proc.pid(),
+                opts.timeout,
+            )
+            .await?
+            .into_round(BESIDE_CONFIG, round, opts.pods, created, None);
+            on_round(&r);
+            rounds.push(r);
+            delete_pods(&cluster, &ns).await?;
+        }
         let before = calls(&extender::request_counts(&ext, &client).await?);
         let ns = format!("bench-b{round}");
         let created = create_pods(&cluster, &ns, opts.pods).await?;
         let cfg = scheduler_config_with_extender(&ext.url, opts.weight, false);
-        let (start_to_first, first_to_last, cpu) =
+        let measured =
             schedule(&cluster, &ns, opts.pods, &cfg, ext.proc.pid(), opts.timeout).await?;
         let after = calls(&extender::request_counts(&ext, &client).await?);
-        let r = Round {
-            config: EXTENDER_CONFIG,
+        let r = measured.into_round(
+            EXTENDER_CONFIG,
             round,
-            pods: opts.pods,
-            created_per_second: created,
-            start_to_first,
-            first_to_last,
-            extender_calls: Some((after.0 - before.0, after.1 - before.1)),
-            cpu,
-        };
+            opts.pods,
+            created,
+            Some((after.0 - before.0, after.1 - before.1)),
+        );
         on_round(&r);
         rounds.push(r);
         ext.proc.stop(Duration::from_secs(5)).await;
@@ -224,7 +303,7 @@ async fn schedule(
     config: &str,
     extender_pid: Option<u32>,
     timeout: Duration,
-) -> Result<(Duration, Duration, WindowCpu), Error> {
+) -> Result<Scheduled, Error> {
     let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
     let stream = watcher(pods, watcher::Config::default()).applied_objects();
     let mut stream = std::pin::pin!(stream);
@@ -252,18 +331,26 @@ async fn schedule(
             bound.len()
         )));
     }
+    let mut pids: Vec<(String, u32)> = cluster.component_pids();
+    pids.extend(extender_pid.map(|p| ("headroom-extender".to_string(), p)));
+    let idle = cpu_over(&pids, IDLE_SAMPLE).await;
     let started = Instant::now();
     let mut proc = scheduler::start(cluster, config, &format!("kube-scheduler-{ns}")).await?;
     let mut first = None;
     let mut last = started;
-    let mut pids: Vec<(String, u32)> = cluster.component_pids();
     pids.extend(proc.pid().map(|p| ("kube-scheduler".to_string(), p)));
-    pids.extend(extender_pid.map(|p| ("headroom-extender".to_string(), p)));
     let cpu_now =
         || -> Vec<Option<Duration>> { pids.iter().map(|(_, pid)| process_cpu(*pid)).collect() };
     let mut cpu_at_first = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    while bound.len() < count {
+    // Past the last binding the cluster is still catching up (kwok marks
+    // the pods Running, the API server and etcd write that): followed to
+    // the last pod Running, so that work is counted in every configuration,
+    // not only in one slow enough for it to happen inside its window.
+    let mut running: HashSet<String> = HashSet::new();
+    let mut cpu_at_last = None;
+    let mut all_running = None;
+    while bound.len() < count || running.len() < count {
         let next = tokio::time::timeout_at(deadline, stream.try_next()).await;
         let pod = match next {
             Err(_) => {
@@ -271,8 +358,9 @@ async fn schedule(
                 proc.stop(Duration::from_secs(5)).await;
                 return Err(Error::Timeout {
                     what: format!(
-                        "{count} pods of {ns} bound ({} were); scheduler log:\n{log}",
-                        bound.len()
+                        "{count} pods of {ns} bound and Running ({} bound, {} Running); scheduler log:\n{log}",
+                        bound.len(),
+                        running.len()
                     ),
                     seconds: timeout.as_secs(),
                 });
@@ -281,28 +369,74 @@ async fn schedule(
             Ok(Ok(None)) => return Err(Error::Other("pod watch ended".into())),
             Ok(Ok(Some(pod))) => pod,
         };
-        if is_bound(&pod) && bound.insert(pod.metadata.name.unwrap_or_default()) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if is_running(&pod) && running.insert(name.clone()) && running.len() == count {
+            all_running = Some((Instant::now(), cpu_now()));
+        }
+        if is_bound(&pod) && bound.insert(name) {
             let now = Instant::now();
             if first.is_none() {
                 first = Some(now);
                 cpu_at_first = cpu_now();
             }
             last = now;
+            if bound.len() == count {
+                cpu_at_last = Some(cpu_now());
+            }
         }
     }
-    let cpu_at_last = cpu_now();
     proc.stop(Duration::from_secs(5)).await;
     let first = first.unwrap_or(started);
-    let cpu = WindowCpu {
-        per_process: pids
-            .iter()
-            .zip(cpu_at_first.iter().zip(&cpu_at_last))
-            .filter_map(|((name, _), (a, b))| {
-                Some((name.clone(), b.as_ref()?.saturating_sub(*a.as_ref()?)))
-            })
-            .collect(),
-    };
-    Ok((first - started, last - first, cpu))
+    let cpu_at_last = cpu_at_last.unwrap_or_default();
+    let (running_at, cpu_at_running) = all_running.unwrap_or((last, cpu_at_last.clone()));
+    Ok(Scheduled {
+        start_to_first: first - started,
+        first_to_last: last - first,
+        cpu: WindowCpu::between(&pids, &cpu_at_first, &cpu_at_last),
+        first_to_all_running: running_at.saturating_duration_since(first),
+        cpu_to_all_running: WindowCpu::between(&pids, &cpu_at_first, &cpu_at_running),
+        idle,
+    })
+}
+
+fn is_running(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// What [`schedule`] measured.
+struct Scheduled {
+    start_to_first: Duration,
+    first_to_last: Duration,
+    cpu: WindowCpu,
+    first_to_all_running: Duration,
+    cpu_to_all_running: WindowCpu,
+    idle: WindowCpu,
+}
+
+impl Scheduled {
+    fn into_round(
+        self,
+        config: &'static str,
+        round: usize,
+        pods: usize,
+        created_per_second: f64,
+        extender_calls: Option<(u64, u64)>,
+    ) -> Round {
+        Round {
+            config,
+            round,
+            pods,
+            created_per_second,
+            start_to_first: self.start_to_first,
+            first_to_last: self.first_to_last,
+            extender_calls,
+            cpu: self.cpu,
+            first_to_all_running: self.first_to_all_running,
+            cpu_to_all_running: self.cpu_to_all_running,
+            idle: self.idle,
+            idle_window: IDLE_SAMPLE,
+        }
+    }
 }
 
 async fn delete_pods(cluster: &Cluster, ns: &str) -> Result<(), Error> {
@@ -337,6 +471,50 @@ fn is_bound(pod: &Pod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cpu(parts: &[(&str, u64)]) -> WindowCpu {
+        WindowCpu {
+            per_process: parts
+                .iter()
+                .map(|(n, ms)| (n.to_string(), Duration::from_millis(*ms)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rates_and_cpu_above_the_idle_background() {
+        let round = Round {
+            config: EXTENDER_CONFIG,
+            round: 1,
+            pods: 101,
+            created_per_second: 0.0,
+            start_to_first: Duration::from_millis(300),
+            first_to_last: Duration::from_secs(10),
+            extender_calls: None,
+            // 2,000 ms over the window, of which 0.1 cores × 10 s = 1,000 ms
+            // is background.
+            cpu: cpu(&[("kube-apiserver", 1_500), ("kube-scheduler", 500)]),
+            first_to_all_running: Duration::from_secs(20),
+            cpu_to_all_running: cpu(&[("kube-apiserver", 3_000)]),
+            idle: cpu(&[("kube-apiserver", 800), ("kwok", 200)]),
+            idle_window: Duration::from_secs(10),
+        };
+        assert!((round.pods_per_second() - 10.0).abs() < 1e-9);
+        assert!((round.running_per_second() - 5.0).abs() < 1e-9);
+        assert!((round.idle_cores() - 0.1).abs() < 1e-9);
+        // (2,000 − 1,000) ms over 100 bindings.
+        let above = round.cpu_per_binding_above_idle();
+        assert!(
+            (above.as_secs_f64() * 1000.0 - 10.0).abs() < 1e-6,
+            "{above:?}"
+        );
+        // Never negative when the background estimate exceeds the window's CPU.
+        let quiet = Round {
+            cpu: cpu(&[("kube-apiserver", 100)]),
+            ..round
+        };
+        assert_eq!(quiet.cpu_per_binding_above_idle(), Duration::ZERO);
+    }
 
     #[test]
     fn process_cpu_reads_this_process_and_grows() {

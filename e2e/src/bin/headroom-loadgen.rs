@@ -134,6 +134,9 @@ struct SchedArgs {
     /// Rounds of (a) then (b).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Skip (a′), the default scheduler while the extender runs beside it.
+    #[arg(long)]
+    no_beside: bool,
     /// headroom-extender's kubelet scrape interval (its default).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     scrape_interval: Duration,
@@ -285,6 +288,7 @@ async fn sched(args: SchedArgs, command_line: &str) -> anyhow::Result<()> {
         weight: args.weight,
         scrape_interval: args.scrape_interval,
         rounds: args.rounds,
+        beside: !args.no_beside,
         timeout: args.timeout,
     };
     eprint!("{}", report::scheduling_header());

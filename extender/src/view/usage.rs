@@ -1,6 +1,6 @@
 //! Measured usage as the view sees it, and where it comes from.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use headroom_common::kubelet::{NodeUsage, UsageCache};
@@ -156,15 +156,11 @@ impl UsageSource for KubeletUsage {
     }
 
     fn sample_times(&self) -> Vec<(String, Timestamp)> {
-        let times: Vec<(String, Timestamp)> = self
-            .cache
-            .all_nodes()
-            .into_iter()
-            .map(|u| (u.node, u.at))
-            .collect();
+        let times = self.cache.sample_times();
         // Called periodically (staleness gauge): forget conversions of nodes
         // the cache no longer has, so removed nodes do not stay in memory.
-        write(&self.converted).retain(|node, _| times.iter().any(|(n, _)| n == node));
+        let present: HashSet<&str> = times.iter().map(|(n, _)| n.as_str()).collect();
+        write(&self.converted).retain(|node, _| present.contains(node.as_str()));
         times
     }
 
