@@ -218,6 +218,11 @@ pub struct JupyterServer {
     pub concurrency: usize,
     pub cache_ttl: Dur,
     pub max_body_bytes: usize,
+    /// File holding a JupyterHub API token with the `access:servers` scope
+    /// (e.g. a hub service's token, mounted from a Secret), sent to every
+    /// server's `/metrics`; without it servers must set
+    /// `c.ServerApp.authenticate_prometheus = False`.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for JupyterServer {
@@ -229,6 +234,7 @@ impl Default for JupyterServer {
             concurrency: 16,
             cache_ttl: Dur(Duration::from_secs(30)),
             max_body_bytes: 4 << 20,
+            token_file: None,
         }
     }
 }
@@ -384,6 +390,17 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        if self
+            .jupyter_server
+            .token_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(invalid(
+                "jupyterServer.tokenFile",
+                "must be a path (leave it out to send no token)",
+            ));
+        }
         if !dns_label(&self.auth.config_map_namespace) {
             return Err(invalid(
                 "auth.configMapNamespace",
@@ -443,6 +460,7 @@ kubelet:
   tokenFile: /tmp/token
 jupyterServer:
   enabled: false
+  tokenFile: /etc/headroom/hub-token/token
 auth:
   alwaysAllowGroups: []
   sarCacheTtl: 0s
@@ -458,6 +476,10 @@ server:
         );
         assert_eq!(v.config.notebooks.namespace.as_deref(), Some("jhub"));
         assert!(!v.config.jupyter_server.enabled);
+        assert_eq!(
+            v.config.jupyter_server.token_file,
+            Some(PathBuf::from("/etc/headroom/hub-token/token"))
+        );
         assert_eq!(v.config.auth.sar_cache_ttl.0, Duration::ZERO);
         assert_eq!(
             v.node_selector.to_string(),
@@ -485,6 +507,7 @@ server:
         assert!(e.contains("kubelet.scheme") || e.contains("ftp"), "{e}");
         assert!(err("activity:\n  cpuCores: -1\n").starts_with("activity.cpuCores:"));
         assert!(err("jupyterServer:\n  timeout: 0s\n").starts_with("jupyterServer.timeout:"));
+        assert!(err("jupyterServer:\n  tokenFile: ''\n").starts_with("jupyterServer.tokenFile:"));
         assert!(err("auth:\n  sarTimeout: 0s\n").starts_with("auth.sarTimeout:"));
         assert!(err("bogus: 1\n").contains("bogus"));
     }

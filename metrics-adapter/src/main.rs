@@ -202,6 +202,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 concurrency: c.jupyter_server.concurrency,
                 cache_ttl: c.jupyter_server.cache_ttl.0,
                 max_body_bytes: c.jupyter_server.max_body_bytes,
+                token_file: c.jupyter_server.token_file.clone(),
             },
             Some(Arc::new(move |result: Result<(), &str>, took: Duration| {
                 let label = if result.is_ok() { "success" } else { "error" };

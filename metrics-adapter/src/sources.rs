@@ -14,7 +14,9 @@
 //!   so concurrent requests share one scrape.
 //!
 //! jupyter_server protects `/metrics` unless
-//! `c.ServerApp.authenticate_prometheus = False`; a 403 is reported as such.
+//! `c.ServerApp.authenticate_prometheus = False`; with
+//! `jupyterServer.tokenFile` a JupyterHub API token (`access:servers`) is
+//! sent instead. A 401/403 is reported with the way out that applies.
 //!
 //! [`LiveObservations`] combines these with the node store for the provider.
 
@@ -146,6 +148,10 @@ pub struct ServerScraperConfig {
     pub concurrency: usize,
     pub cache_ttl: Duration,
     pub max_body_bytes: usize,
+    /// A JupyterHub API token (`access:servers` scope) sent as
+    /// `Authorization: token …`, so servers may keep
+    /// `authenticate_prometheus` on. Re-read on every scrape.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// jupyter_server scraping with a TTL cache. Cheap to clone.
@@ -206,10 +212,17 @@ impl ServerScraper {
     }
 
     async fn fetch_inner(&self, url: &str) -> Result<ServerStats, String> {
-        let req = http::Request::get(url)
+        let mut req = http::Request::get(url)
             .header(http::header::ACCEPT, "text/plain;version=0.0.4")
             .body(Empty::new())
             .map_err(|e| format!("bad URL {url}: {e}"))?;
+        if let Some(path) = &self.inner.cfg.token_file {
+            // jupyter_server and JupyterHub accept `token` and `bearer`.
+            let value = headroom_common::token::authorization(path, "token")
+                .await
+                .map_err(|e| e.to_string())?;
+            req.headers_mut().insert(http::header::AUTHORIZATION, value);
+        }
         let response = self
             .inner
             .client
@@ -218,9 +231,12 @@ impl ServerScraper {
             .map_err(|e| format!("GET {url}: {e}"))?;
         let status = response.status();
         if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
-            return Err(format!(
-                "GET {url}: HTTP {status} (jupyter_server protects /metrics unless c.ServerApp.authenticate_prometheus = False)"
-            ));
+            let hint = if self.inner.cfg.token_file.is_some() {
+                "the token in jupyterServer.tokenFile was refused: it needs the access:servers scope"
+            } else {
+                "jupyter_server protects /metrics unless c.ServerApp.authenticate_prometheus = False, or set jupyterServer.tokenFile"
+            };
+            return Err(format!("GET {url}: HTTP {status} ({hint})"));
         }
         if !status.is_success() {
             return Err(format!("GET {url}: HTTP {status}"));
@@ -501,6 +517,24 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
         assert_eq!((empty.kernels_running, empty.last_activity), (None, None));
     }
 
+    /// alice's Running notebook pod, its jupyter_server at `addr`.
+    fn running_notebook_on(addr: std::net::SocketAddr) -> Pod {
+        let mut notebook = pod(
+            &[
+                (SCRAPE_ANNOTATION, "true"),
+                (PORT_ANNOTATION, &addr.port().to_string()),
+            ],
+            Some("127.0.0.1"),
+            Some("/user/alice/"),
+        );
+        notebook.status.as_mut().unwrap().phase = Some("Running".into());
+        notebook.metadata.labels = Some(BTreeMap::from([(
+            "component".into(),
+            "singleuser-server".into(),
+        )]));
+        notebook
+    }
+
     #[tokio::test]
     async fn scrapes_a_server_and_coalesces_through_the_cache() {
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -536,22 +570,11 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
                 concurrency: 4,
                 cache_ttl: Duration::from_secs(30),
                 max_body_bytes: 1 << 20,
+                token_file: None,
             },
             None,
         );
-        let mut good = pod(
-            &[
-                (SCRAPE_ANNOTATION, "true"),
-                (PORT_ANNOTATION, &addr.port().to_string()),
-            ],
-            Some("127.0.0.1"),
-            Some("/user/alice/"),
-        );
-        good.status.as_mut().unwrap().phase = Some("Running".into());
-        good.metadata.labels = Some(BTreeMap::from([(
-            "component".into(),
-            "singleuser-server".into(),
-        )]));
+        let good = running_notebook_on(addr);
         let mut denied = good.clone();
         denied.metadata.name = Some("jupyter-bob".into());
         denied
@@ -584,6 +607,94 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
         shutdown.cancel();
     }
 
+    /// A jupyter_server whose `/metrics` answers only `Authorization: token s3cret`.
+    async fn protected_server(shutdown: &CancellationToken) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(headroom_common::server::serve(
+            listener,
+            headroom_common::server::Transport::Plain,
+            |req: http::Request<hyper::body::Incoming>, _| async move {
+                let auth = req.headers().get(http::header::AUTHORIZATION);
+                if auth.is_some_and(|v| v == "token s3cret") {
+                    headroom_common::server::text_response(
+                        http::StatusCode::OK,
+                        "kernel_currently_running_total{type=\"python3\"} 2\n",
+                    )
+                } else {
+                    headroom_common::server::text_response(http::StatusCode::FORBIDDEN, "no")
+                }
+            },
+            Default::default(),
+            shutdown.clone(),
+        ));
+        addr
+    }
+
+    fn scraper_with_token(token_file: Option<std::path::PathBuf>) -> ServerScraper {
+        ServerScraper::new(
+            ServerScraperConfig {
+                timeout: Duration::from_secs(2),
+                concurrency: 2,
+                // No caching between the lookups of one test.
+                cache_ttl: Duration::from_millis(1),
+                max_body_bytes: 1 << 20,
+                token_file,
+            },
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn sends_the_hub_token_from_the_file_and_names_a_refused_one() {
+        let shutdown = CancellationToken::new();
+        let addr = protected_server(&shutdown).await;
+        let server = running_notebook_on(addr);
+        let notebooks = NotebookSelector::default();
+        let pods = [server];
+        let views: Vec<NotebookPod<'_>> = pods
+            .iter()
+            .filter_map(|p| NotebookPod::from_pod(p, &notebooks))
+            .collect();
+        let key = ("jhub".to_string(), "jupyter-alice".to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let scraper = scraper_with_token(Some(token.clone()));
+        match &scraper.lookup_many(&views).await[&key] {
+            ServerLookup::Stats(s) => assert_eq!(s.kernels_running, Some(2.0)),
+            other => panic!("{other:?}"),
+        }
+
+        // Rotated to a token the server refuses: read again, and said so.
+        std::fs::write(&token, "stale").unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match &scraper.lookup_many(&views).await[&key] {
+            ServerLookup::Failed { error } => {
+                assert!(error.contains("tokenFile was refused"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // No token configured: the hint names both ways out.
+        match &scraper_with_token(None).lookup_many(&views).await[&key] {
+            ServerLookup::Failed { error } => {
+                assert!(error.contains("authenticate_prometheus"), "{error}");
+                assert!(error.contains("jupyterServer.tokenFile"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A missing token file is an error of that pod's scrape, not a panic.
+        let missing = scraper_with_token(Some(dir.path().join("absent")));
+        match &missing.lookup_many(&views).await[&key] {
+            ServerLookup::Failed { error } => assert!(error.contains("absent"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        shutdown.cancel();
+    }
+
     #[tokio::test]
     async fn unreachable_server_times_out() {
         // A listener that accepts but never answers.
@@ -601,6 +712,7 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
                 concurrency: 1,
                 cache_ttl: Duration::from_secs(30),
                 max_body_bytes: 1024,
+                token_file: None,
             },
             None,
         );

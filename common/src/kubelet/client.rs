@@ -1,5 +1,6 @@
 //! HTTP(S) client for kubelet resource metrics.
 
+use crate::token::TokenError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,20 +248,11 @@ impl KubeletClient {
         let Some(path) = &self.token_file else {
             return Ok(None);
         };
-        let token = tokio::fs::read_to_string(path)
-            .await
-            .map_err(|source| ScrapeError::Token {
-                path: path.clone(),
-                source,
-            })?;
-        let token = token.trim();
-        let invalid = || ScrapeError::InvalidToken { path: path.clone() };
-        if token.is_empty() {
-            return Err(invalid());
+        match crate::token::authorization(path, "Bearer").await {
+            Ok(value) => Ok(Some(value)),
+            Err(TokenError::Read { path, source }) => Err(ScrapeError::Token { path, source }),
+            Err(TokenError::Invalid { path }) => Err(ScrapeError::InvalidToken { path }),
         }
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| invalid())?;
-        value.set_sensitive(true);
-        Ok(Some(value))
     }
 
     async fn fetch(&self, url: &str) -> Result<Bytes, ScrapeError> {

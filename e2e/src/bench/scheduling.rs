@@ -180,21 +180,9 @@ pub async fn run(
     let mut rounds = Vec::new();
     for round in 1..=opts.rounds {
         // (a): default plugins, no extender process at all.
-        let ns = format!("bench-a{round}");
-        let created = create_pods(&cluster, &ns, opts.pods).await?;
-        let r = schedule(
-            &cluster,
-            &ns,
-            opts.pods,
-            DEFAULT_SCHEDULER,
-            None,
-            opts.timeout,
-        )
-        .await?
-        .into_round(DEFAULT_CONFIG, round, opts.pods, created, None);
+        let r = default_round(&cluster, opts, DEFAULT_CONFIG, round, None).await?;
         on_round(&r);
         rounds.push(r);
-        delete_pods(&cluster, &ns).await?;
 
         // (b): the extender as the manifests deploy it.
         let mut ext = extender::start(
@@ -215,21 +203,9 @@ pub async fn run(
         if opts.beside {
             // (a′): the same default scheduler while the extender watches and
             // scrapes as in (b): what its presence costs, apart from its calls.
-            let ns = format!("bench-a2{round}");
-            let created = create_pods(&cluster, &ns, opts.pods).await?;
-            let r = schedule(
-                &cluster,
-                &ns,
-                opts.pods,
-                DEFAULT_SCHEDULER,
-                ext.proc.pid(),
-                opts.timeout,
-            )
-            .await?
-            .into_round(BESIDE_CONFIG, round, opts.pods, created, None);
+            let r = default_round(&cluster, opts, BESIDE_CONFIG, round, ext.proc.pid()).await?;
             on_round(&r);
             rounds.push(r);
-            delete_pods(&cluster, &ns).await?;
         }
         let before = calls(&extender::request_counts(&ext, &client).await?);
         let ns = format!("bench-b{round}");
@@ -252,6 +228,35 @@ pub async fn run(
     }
     cluster.stop().await;
     Ok(rounds)
+}
+
+/// One round of the default scheduler on fresh pods in a namespace of its
+/// own, deleted afterwards; `extender_pid` only for its CPU.
+async fn default_round(
+    cluster: &Cluster,
+    opts: &SchedulingOptions,
+    config: &'static str,
+    round: usize,
+    extender_pid: Option<u32>,
+) -> Result<Round, Error> {
+    let ns = if config == DEFAULT_CONFIG {
+        format!("bench-a{round}")
+    } else {
+        format!("bench-a2{round}")
+    };
+    let created = create_pods(cluster, &ns, opts.pods).await?;
+    let r = schedule(
+        cluster,
+        &ns,
+        opts.pods,
+        DEFAULT_SCHEDULER,
+        extender_pid,
+        opts.timeout,
+    )
+    .await?
+    .into_round(config, round, opts.pods, created, None);
+    delete_pods(cluster, &ns).await?;
+    Ok(r)
 }
 
 fn calls(counts: &[(String, u64)]) -> (u64, u64) {
