@@ -57,6 +57,7 @@ pub async fn start_services(cluster: &mut Cluster) -> Result<Services, Error> {
         &ExtenderOptions {
             policy,
             scrape_interval: Duration::from_secs(2),
+            policy_reload_interval: Duration::from_secs(10),
         },
     )
     .await?;

@@ -19,6 +19,9 @@ pub struct Extender {
     pub proc: Proc,
     pub port: u16,
     pub url: String,
+    /// The policy file it reads (and re-reads every
+    /// [`ExtenderOptions::policy_reload_interval`]).
+    pub policy_file: PathBuf,
 }
 
 /// Options for [`start_extender`].
@@ -26,6 +29,8 @@ pub struct ExtenderOptions {
     /// The policy YAML.
     pub policy: String,
     pub scrape_interval: Duration,
+    /// How often the extender re-reads its policy file.
+    pub policy_reload_interval: Duration,
 }
 
 /// A `KubeSchedulerConfiguration` with our extender in its `extenders` block.
@@ -120,6 +125,10 @@ pub async fn start_extender(cluster: &Cluster, opts: &ExtenderOptions) -> Result
         "--kubelet-scheme=http".into(),
         format!("--kubelet-token-file={}", token.display()),
         format!("--scrape-interval={}ms", opts.scrape_interval.as_millis()),
+        format!(
+            "--policy-reload-interval={}ms",
+            opts.policy_reload_interval.as_millis()
+        ),
     ];
     let mut proc = services::spawn(
         cluster,
@@ -130,7 +139,12 @@ pub async fn start_extender(cluster: &Cluster, opts: &ExtenderOptions) -> Result
     )?;
     let url = format!("http://127.0.0.1:{port}");
     wait_ready_http("headroom-extender", port, &mut proc).await?;
-    Ok(Extender { proc, port, url })
+    Ok(Extender {
+        proc,
+        port,
+        url,
+        policy_file: policy,
+    })
 }
 
 impl Extender {

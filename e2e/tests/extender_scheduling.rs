@@ -1,7 +1,9 @@
 //! headroom-extender with the real kube-scheduler (issue 3): node03 capped at
 //! 40% CPU while carrying emulated FreeIPA load; notebook pods placed by
 //! headroom; everything over its cap leaves a pod Pending with our reasons;
-//! a stopped extender with `ignorable: true` does not stop scheduling.
+//! a raised cap in the policy file takes effect without a restart (a broken
+//! edit does not); a stopped extender with `ignorable: true` does not stop
+//! scheduling.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -112,6 +114,7 @@ async fn extender_keeps_node03_under_its_cap() {
         &ExtenderOptions {
             policy: POLICY.into(),
             scrape_interval: Duration::from_secs(1),
+            policy_reload_interval: Duration::from_secs(1),
         },
     )
     .await
@@ -201,6 +204,60 @@ async fn extender_keeps_node03_under_its_cap() {
     assert!(message.contains("cap 90% (shared host)"), "{message}");
     let still = pods.get("jupyter-blocked").await.unwrap();
     assert_eq!(node_of(&still), None, "over-cap pod must stay Pending");
+
+    // The admin raises node03's cap in the policy file (a ConfigMap edit):
+    // the running extender picks it up, and the next pod fits on node03, the
+    // only node under its cap now, without a restart.
+    std::fs::write(
+        &extender.policy_file,
+        POLICY.replace("cpuPercent: 40", "cpuPercent: 80"),
+    )
+    .unwrap();
+    let probe = blocked.to_pod("jhub");
+    wait::until(
+        "the extender to apply the raised cap",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            let v = extender.explain(&probe).await.ok()?;
+            let n = v["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["node"] == "node03")?;
+            (n["cpu"]["capPercent"].as_f64()? == 80.0 && n["verdict"] == "pass").then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nextender:\n{}",
+            cluster.log_tail("headroom-extender", 10)
+        )
+    });
+    let raised = Notebook::z2jh_default("after-raise", "1", "1Gi");
+    assert_eq!(create_and_wait_bound(&cluster, &raised).await, "node03");
+
+    // A broken edit is refused and the raised policy stays in force.
+    std::fs::write(
+        &extender.policy_file,
+        "caps:\n- nodeNames: [node03]\n  cpuPercent: 400\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v = extender.explain(&probe).await.unwrap();
+    let n = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "node03")
+        .unwrap();
+    assert_eq!(n["cpu"]["capPercent"].as_f64(), Some(80.0), "{n}");
+    assert!(
+        cluster
+            .log_tail("headroom-extender", 20)
+            .contains("policy file not applied"),
+        "the refusal is logged"
+    );
 
     // The extender stops; with ignorable: true the scheduler goes on without it.
     extender.proc.stop(Duration::from_secs(5)).await;

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HEADROOM_POLICY")]
     pub policy: Option<PathBuf>,
 
+    /// How often the policy file is read again; a changed, valid file
+    /// replaces the policy in force (an invalid one is logged and ignored).
+    /// 0s: never.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub policy_reload_interval: Duration,
+
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:9251")]
     pub listen: SocketAddr,

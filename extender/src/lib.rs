@@ -67,7 +67,6 @@ impl Settings {
 /// Everything a request handler needs, shared behind an `Arc`.
 pub struct State {
     pub view: ClusterView,
-    pub policy: Arc<Policy>,
     pub metrics: Metrics,
     pub settings: Settings,
     ready: AtomicBool,
@@ -76,15 +75,19 @@ pub struct State {
 impl State {
     /// Not ready until [`State::set_ready`] is called (after the reflector
     /// stores have synced).
-    /// The policy is the view's (node caps are resolved under it).
     pub fn new(view: ClusterView, settings: Settings) -> Self {
         Self {
-            policy: view.policy().clone(),
             view,
             metrics: Metrics::new(),
             settings,
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// The policy in force: the view's, under which node caps are resolved
+    /// (it changes when the policy file is reloaded).
+    pub fn policy(&self) -> Arc<Policy> {
+        self.view.policy()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -12,6 +12,7 @@ use headroom_common::tls::{
     CertFiles, DEFAULT_RELOAD_CHECK, ReloadingCertResolver, TlsConfigHandle, parse_pem_certs,
 };
 use headroom_extender::config::{Cli, Command, ExplainArgs, ServeArgs, UsageSourceKind};
+use headroom_extender::policy::reload::WatchedPolicy;
 use headroom_extender::policy::{CapMode, Policy, StalePolicy};
 use headroom_extender::view::{ClusterView, KubeletUsage, Reflectors, UsageSource};
 use headroom_extender::{Settings, State, routes};
@@ -40,11 +41,14 @@ async fn main() -> ExitCode {
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
     headroom_common::telemetry::init_tracing(args.log_format, "info,kube=warn");
-    let policy = match &args.policy {
-        Some(path) => Policy::load(path)?,
+    let (policy_file, policy) = match &args.policy {
+        Some(path) => {
+            let (file, policy) = WatchedPolicy::load(path)?;
+            (Some(file), policy)
+        }
         None => {
             tracing::warn!("no --policy given: default policy, no caps");
-            Policy::default()
+            (None, Policy::default())
         }
     };
     tracing::info!(caps = policy.caps.len(), stale_policy = ?policy.stale_policy, "policy loaded");
@@ -84,6 +88,16 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         )?;
     }
+    if let Some(file) = policy_file
+        && !args.policy_reload_interval.is_zero()
+    {
+        tokio::spawn(reload_policy(
+            file,
+            args.policy_reload_interval,
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(mark_ready(stores, state.clone(), shutdown.clone()));
 
     let transport = transport(&args, shutdown.clone())?;
@@ -110,6 +124,42 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the policy file every `interval`; a changed, valid file is put in
+/// force (every node's caps resolved again), an invalid one is logged and
+/// counted while the policy in force stays.
+async fn reload_policy(
+    mut file: WatchedPolicy,
+    interval: Duration,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match file.reload() {
+            Ok(None) => {}
+            Ok(Some(policy)) => {
+                tracing::info!(
+                    path = %file.path().display(),
+                    caps = policy.caps.len(),
+                    "policy file changed; new policy in force"
+                );
+                state.view.index().set_policy(Arc::new(policy));
+                state.metrics.count_policy_reload("applied");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy file not applied; the previous policy stays in force");
+                state.metrics.count_policy_reload("invalid");
+            }
+        }
+    }
 }
 
 /// Ready once both stores have their first full list.

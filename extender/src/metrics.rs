@@ -36,6 +36,12 @@ pub struct Metrics {
     scrape_errors: Family<NodeLabels, Counter>,
     scrape_duration: Histogram,
     usage_staleness: Family<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    policy_reloads: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,6 +69,12 @@ impl Metrics {
         let decisions = Family::<VerdictLabels, Counter>::default();
         let scrape_errors = Family::<NodeLabels, Counter>::default();
         let usage_staleness = Family::default();
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Changes of the policy file seen, by result (applied, invalid)",
+            policy_reloads.clone(),
+        );
         let scrape_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register_with_unit(
             "request_duration",
@@ -99,7 +111,17 @@ impl Metrics {
             scrape_errors,
             scrape_duration,
             usage_staleness,
+            policy_reloads,
         }
+    }
+
+    /// A changed policy file was `applied` or found `invalid`.
+    pub fn count_policy_reload(&self, result: &str) {
+        self.policy_reloads
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn observe_request(&self, verb: &str, took: Duration) {

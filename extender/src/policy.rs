@@ -254,6 +254,7 @@ fn parse_percent(raw: &str) -> Result<f64, String> {
 }
 
 mod file;
+pub mod reload;
 mod validate;
 
 use validate::check_percent;

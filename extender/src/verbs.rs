@@ -34,12 +34,12 @@ pub fn incoming_estimate(state: &State, pod: &Pod) -> Resources {
     pod_estimate(
         pod_requests(pod),
         pod_limits(pod),
-        state.policy.default_estimate,
+        state.policy().default_estimate,
     )
 }
 
 fn exempt(state: &State, pod: &Pod) -> bool {
-    state.policy.daemon_sets_exempt && is_daemon_set_pod(pod)
+    state.policy().daemon_sets_exempt && is_daemon_set_pod(pod)
 }
 
 /// Assess each named node; `None` for a node neither the store nor the
@@ -53,11 +53,12 @@ fn assess_names(
 ) -> Vec<Option<Assessment>> {
     let incoming = incoming_estimate(state, pod);
     let exempt = exempt(state, pod);
+    let policy = state.policy();
     state
         .view
         .snapshots(names, supplied, pod, now)
         .into_iter()
-        .map(|snap| snap.map(|s| assess(&s, incoming, exempt, &state.policy)))
+        .map(|snap| snap.map(|s| assess(&s, incoming, exempt, &policy)))
         .collect()
 }
 

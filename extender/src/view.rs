@@ -49,8 +49,13 @@ impl ClusterView {
         }
     }
 
+    /// The per-node indexes (and the policy in force).
+    pub fn index(&self) -> &Arc<ClusterIndex> {
+        &self.index
+    }
+
     /// The policy node caps are resolved under (the index's).
-    pub fn policy(&self) -> &Arc<Policy> {
+    pub fn policy(&self) -> Arc<Policy> {
         self.index.policy()
     }
 
@@ -81,8 +86,8 @@ impl ClusterView {
             incoming.metadata.namespace.as_deref().unwrap_or_default(),
             incoming.metadata.name.as_deref().unwrap_or_default(),
         );
-        let policy = self.index.policy();
         let nodes = self.index.nodes();
+        let policy = nodes.policy();
         let pods = self.index.pods();
         names
             .iter()

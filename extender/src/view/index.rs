@@ -9,7 +9,7 @@
 //! index, `InitApply` fills it, `InitDone` replaces the old one, so objects
 //! deleted while the watch was down disappear.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use headroom_common::resources::{self, Resources};
@@ -19,7 +19,9 @@ use kube::runtime::watcher::Event;
 
 use super::usage::{MeasuredUsage, Reflected};
 use super::{NodeTotals, scheduled_at};
-use crate::policy::{NodeCaps, Policy};
+use crate::policy::{
+    CAP_REASON_ANNOTATION, CPU_CAP_ANNOTATION, MEMORY_CAP_ANNOTATION, NodeCaps, Policy,
+};
 use crate::scoring::pod_estimate;
 
 /// What a request needs of a pod bound to a node, parsed once per change.
@@ -190,25 +192,47 @@ pub struct NodeFacts {
     pub name: String,
     pub allocatable: Resources,
     pub caps: Arc<NodeCaps>,
+    /// What the caps were resolved from, kept so that a new policy can be
+    /// applied without the Node objects: the labels and the cap annotations.
+    labels: BTreeMap<String, String>,
+    cap_annotations: BTreeMap<String, String>,
 }
 
 impl NodeFacts {
     pub fn of(node: &Node, policy: &Policy) -> Self {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let caps = policy.caps_for(
-            &name,
-            node.metadata.labels.as_ref().unwrap_or(&EMPTY),
-            node.metadata.annotations.as_ref().unwrap_or(&EMPTY),
-        );
-        Self {
-            name,
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        let cap_annotations = node
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| CAP_ANNOTATIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut facts = Self {
+            name: node.metadata.name.clone().unwrap_or_default(),
             allocatable: resources::node_allocatable(node),
-            caps: Arc::new(caps),
-        }
+            caps: Arc::default(),
+            labels,
+            cap_annotations,
+        };
+        facts.resolve_caps(policy);
+        facts
+    }
+
+    /// Resolves the node's caps under `policy`.
+    fn resolve_caps(&mut self, policy: &Policy) {
+        let caps = policy.caps_for(&self.name, &self.labels, &self.cap_annotations);
+        self.caps = Arc::new(caps);
     }
 }
 
-static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+/// The annotations [`Policy::caps_for`] reads.
+const CAP_ANNOTATIONS: [&str; 3] = [
+    CPU_CAP_ANNOTATION,
+    MEMORY_CAP_ANNOTATION,
+    CAP_REASON_ANNOTATION,
+];
 
 /// [`NodeFacts`] by node name.
 #[derive(Debug)]
@@ -267,6 +291,19 @@ impl NodesByName {
         &self.policy
     }
 
+    /// Resolves every node's caps under `policy` (a reloaded policy file);
+    /// a relist in progress gets it too.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        for facts in self
+            .facts
+            .values_mut()
+            .chain(self.relist.iter_mut().flat_map(|m| m.values_mut()))
+        {
+            facts.resolve_caps(&policy);
+        }
+        self.policy = policy;
+    }
+
     pub fn len(&self) -> usize {
         self.facts.len()
     }
@@ -277,9 +314,10 @@ impl NodesByName {
 }
 
 /// Both indexes, shared between the watch tasks (writers) and requests.
+/// The policy lives with the node index, so that caps and the policy they
+/// were resolved under change together.
 #[derive(Debug)]
 pub struct ClusterIndex {
-    policy: Arc<Policy>,
     pods: RwLock<PodsByNode>,
     nodes: RwLock<NodesByName>,
 }
@@ -288,14 +326,22 @@ impl ClusterIndex {
     /// Empty indexes; node caps are resolved under `policy`.
     pub fn new(policy: Arc<Policy>) -> Self {
         Self {
-            nodes: RwLock::new(NodesByName::new(policy.clone())),
-            policy,
+            nodes: RwLock::new(NodesByName::new(policy)),
             pods: RwLock::default(),
         }
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.policy
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.nodes().policy().clone()
+    }
+
+    /// Puts `policy` in force: every node's caps are resolved again.
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_policy(policy);
     }
 
     pub fn apply_pod(&self, event: &Event<Pod>) {

@@ -168,6 +168,55 @@ fn node_caps_follow_node_updates() {
     );
 }
 
+fn cpu_cap(index: &ClusterIndex, node: &str) -> Option<(f64, String)> {
+    let nodes = index.nodes();
+    let cap = nodes.get(node)?.caps.cpu.hard.clone()?;
+    Some((cap.percent, cap.reason))
+}
+
+#[test]
+fn a_new_policy_resolves_every_nodes_caps_again_and_annotations_still_win() {
+    let index = ClusterIndex::new(infra_policy());
+    let mut infra = node("node03", "20", "64Gi");
+    infra
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("role".into(), "infra".into());
+    let mut annotated = node("node02", "20", "64Gi");
+    annotated.metadata.annotations = Some(BTreeMap::from([(
+        CPU_CAP_ANNOTATION.to_string(),
+        "30".to_string(),
+    )]));
+    index.apply_node(&Event::Apply(infra));
+    index.apply_node(&Event::Apply(annotated));
+    index.apply_node(&Event::Apply(node("node01", "20", "64Gi")));
+    assert_eq!(cpu_cap(&index, "node03"), Some((50.0, "infra rule".into())));
+    assert_eq!(cpu_cap(&index, "node01"), None);
+
+    let tighter = Policy::from_yaml(
+        "caps:\n  - nodeLabels: {role: infra}\n    cpuPercent: 40\n    reason: FreeIPA host\n  - nodeNames: [node01, node02]\n    cpuPercent: 90\n",
+    )
+    .unwrap();
+    index.set_policy(Arc::new(tighter.clone()));
+    assert_eq!(*index.policy(), tighter);
+    assert_eq!(
+        cpu_cap(&index, "node03"),
+        Some((40.0, "FreeIPA host".into()))
+    );
+    assert_eq!(cpu_cap(&index, "node01").map(|c| c.0), Some(90.0));
+    // The node's own annotation still overrides the policy's rule.
+    assert_eq!(cpu_cap(&index, "node02").map(|c| c.0), Some(30.0));
+    // Nodes that arrive later get the new policy too.
+    index.apply_node(&Event::Apply(node("node01", "20", "64Gi")));
+    assert_eq!(cpu_cap(&index, "node01").map(|c| c.0), Some(90.0));
+    // Equal to facts resolved from scratch under the new policy.
+    assert_eq!(
+        index.nodes().get("node01").cloned(),
+        Some(NodeFacts::of(&node("node01", "20", "64Gi"), &tighter))
+    );
+}
+
 #[test]
 fn nodes_follow_updates_deletes_and_relists() {
     let mut index = NodesByName::new(Arc::new(Policy::default()));
