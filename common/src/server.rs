@@ -42,6 +42,9 @@ pub struct ConnInfo {
     /// Subject CN of the client certificate, present only when the client
     /// sent one and it verified against the configured client CA set.
     pub client_cn: Option<String>,
+    /// The client presented a certificate that verified against the
+    /// configured client CA set (with or without a CN).
+    pub client_verified: bool,
 }
 
 /// Plain HTTP, or TLS with the config currently in the watch channel (read
@@ -149,6 +152,7 @@ async fn serve_connection<H, F>(
             let info = ConnInfo {
                 remote,
                 client_cn: None,
+                client_verified: false,
             };
             run_http(tcp, info, handler, opts, shutdown).await;
         }
@@ -169,9 +173,13 @@ async fn serve_connection<H, F>(
                     return;
                 }
             };
+            let session = tls.get_ref().1;
             let info = ConnInfo {
                 remote,
-                client_cn: crate::tls::peer_common_name(tls.get_ref().1),
+                client_cn: crate::tls::peer_common_name(session),
+                // The verifier only lets a certificate through that chains
+                // to the client CA set.
+                client_verified: session.peer_certificates().is_some_and(|c| !c.is_empty()),
             };
             run_http(tls, info, handler, opts, shutdown).await;
         }

@@ -172,6 +172,21 @@ impl Extender {
         .await
     }
 
+    /// `node`'s row of the extender's `explain` for `pod` (`None` when the
+    /// extender does not answer or does not list the node).
+    pub async fn explain_node(
+        &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        node: &str,
+    ) -> Option<serde_json::Value> {
+        let v = self.explain(pod).await.ok()?;
+        v["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["node"] == node)
+            .cloned()
+    }
+
     /// The extender's `explain` for `pod` as JSON (every node in percent).
     pub async fn explain(
         &self,

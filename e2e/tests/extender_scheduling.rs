@@ -71,8 +71,7 @@ async fn wait_measured(extender: &lab::Extender, node: &str, at_least_percent: f
         Duration::from_secs(60),
         Duration::from_millis(500),
         || async {
-            let v = extender.explain(&probe).await.ok()?;
-            let n = v["nodes"].as_array()?.iter().find(|n| n["node"] == node)?;
+            let n = extender.explain_node(&probe, node).await?;
             let measured = n["cpu"]["measuredPercent"].as_f64()?;
             (measured >= at_least_percent).then_some(())
         },
@@ -219,11 +218,7 @@ async fn extender_keeps_node03_under_its_cap() {
         Duration::from_secs(30),
         Duration::from_millis(250),
         || async {
-            let v = extender.explain(&probe).await.ok()?;
-            let n = v["nodes"]
-                .as_array()?
-                .iter()
-                .find(|n| n["node"] == "node03")?;
+            let n = extender.explain_node(&probe, "node03").await?;
             (n["cpu"]["capPercent"].as_f64()? == 80.0 && n["verdict"] == "pass").then_some(())
         },
     )
@@ -244,13 +239,7 @@ async fn extender_keeps_node03_under_its_cap() {
     )
     .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let v = extender.explain(&probe).await.unwrap();
-    let n = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node"] == "node03")
-        .unwrap();
+    let n = extender.explain_node(&probe, "node03").await.unwrap();
     assert_eq!(n["cpu"]["capPercent"].as_f64(), Some(80.0), "{n}");
     assert!(
         cluster

@@ -116,9 +116,10 @@ pub struct ServeArgs {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Verify client certificates against this CA bundle (clients without
-    /// a certificate, such as health probes, are still let in). Matches
-    /// kube-scheduler's extender `tlsConfig.certFile`/`keyFile`.
+    /// Require client certificates that verify against this CA bundle for
+    /// filter, prioritize and explain (/healthz, /readyz and /metrics stay
+    /// open for probes and Prometheus). Matches kube-scheduler's extender
+    /// `tlsConfig.certFile`/`keyFile`.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
 
@@ -144,6 +145,15 @@ pub struct ExplainArgs {
     /// CA bundle to verify an https server with (default: system roots).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM, leaf first) for an extender that checks
+    /// client certificates (`serve --tls-client-ca-file`).
+    #[arg(long, requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+
+    /// Private key of --cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
 
     /// Give up after this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

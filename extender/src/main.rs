@@ -111,10 +111,24 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "serving"
     );
     let handler_state = state.clone();
+    // Optional client certificates at the TLS layer (probes have none);
+    // required here for everything but health and metrics.
+    let check_client_cert = args.tls_client_ca_file.is_some();
     serve(
         listener,
         transport,
-        move |req, _conn| routes::handle(handler_state.clone(), req),
+        move |req, conn| {
+            let state = handler_state.clone();
+            async move {
+                if check_client_cert
+                    && let Some(refused) =
+                        routes::require_client_cert(req.uri().path(), conn.client_verified)
+                {
+                    return refused;
+                }
+                routes::handle(state, req).await
+            }
+        },
         ServeOptions {
             shutdown_grace: args.shutdown_grace,
             ..ServeOptions::default()
@@ -331,21 +345,32 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("invalid --server URL {base:?}"))?;
 
-    let tls = match &args.ca_file {
+    let builder = rustls::ClientConfig::builder_with_provider(headroom_common::tls::provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &args.ca_file {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in read_ca(path)? {
                 roots.add(cert)?;
             }
-            rustls::ClientConfig::builder_with_provider(headroom_common::tls::provider())
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
-        None => rustls::ClientConfig::builder_with_provider(headroom_common::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_native_roots()?
-            .with_no_client_auth(),
+        None => builder.with_native_roots()?,
+    };
+    let tls = match (&args.cert_file, &args.key_file) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let certified = headroom_common::tls::certified_key_from_pem(
+                &read(cert)?,
+                &read(key)?,
+                &format!("--cert-file {}", cert.display()),
+            )?;
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )))
+        }
+        _ => builder.with_no_client_auth(),
     };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)

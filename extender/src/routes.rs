@@ -29,6 +29,24 @@ type Reply = Response<Full<Bytes>>;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Paths open to clients without a certificate when the extender checks
+/// client certificates: kubelet probes and Prometheus present none.
+pub fn open_without_client_cert(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// With `--tls-client-ca-file`, every other path needs a verified client
+/// certificate: `Some(401)` for a request without one.
+pub fn require_client_cert(path: &str, client_verified: bool) -> Option<Reply> {
+    if client_verified || open_without_client_cert(path) {
+        return None;
+    }
+    Some(text_response(
+        StatusCode::UNAUTHORIZED,
+        "client certificate required: this extender verifies client certificates (--tls-client-ca-file)\n",
+    ))
+}
+
 /// Route one request. Never panics on input: bad bodies get 400/413 with a
 /// message naming the problem.
 pub async fn handle<B>(state: Arc<State>, req: Request<B>) -> Reply

@@ -463,6 +463,7 @@ mod tests {
         ConnInfo {
             remote: "127.0.0.1:1".parse().unwrap(),
             client_cn: cn.map(str::to_string),
+            client_verified: cn.is_some(),
         }
     }
 

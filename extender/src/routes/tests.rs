@@ -340,3 +340,21 @@ async fn served_over_a_real_socket() {
         .expect("server stops on shutdown")
         .unwrap();
 }
+
+#[test]
+fn client_certificate_required_except_for_probes_and_metrics() {
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert!(require_client_cert(open, false).is_none(), "{open}");
+    }
+    for guarded in [
+        "/filter",
+        "/prioritize",
+        "/explain",
+        "/scheduler/filter",
+        "/",
+    ] {
+        let refused = require_client_cert(guarded, false).expect(guarded);
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{guarded}");
+        assert!(require_client_cert(guarded, true).is_none(), "{guarded}");
+    }
+}
