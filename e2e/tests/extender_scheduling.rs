@@ -118,6 +118,13 @@ async fn extender_keeps_node03_under_its_cap() {
     )
     .await
     .unwrap();
+    // Ready means measured: the first answer after /readyz already has
+    // every node's CPU, node03's load outside Kubernetes included.
+    let probe = Notebook::z2jh_default("probe", "0", "0").to_pod("jhub");
+    for node in ["node01", "node02", "node03"] {
+        let row = extender.explain_node(&probe, node).await.unwrap();
+        assert!(row["cpu"]["measuredPercent"].is_number(), "{node}: {row}");
+    }
     cluster
         .start_scheduler(&lab::scheduler_config_with_extender(&extender.url, 5, true))
         .await

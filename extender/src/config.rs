@@ -49,7 +49,7 @@ pub struct ServeArgs {
     /// How often the policy file is read again; a changed, valid file
     /// replaces the policy in force (an invalid one is logged and ignored).
     /// 0s: never.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
     pub policy_reload_interval: Duration,
 
     /// Address to listen on.
@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// How often every kubelet is scraped.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
+
+    /// Readiness waits, after the caches sync, until every node's CPU is
+    /// measured (two scrapes) or its kubelet has failed, at most this long:
+    /// a restarted extender should not place pods by requests alone on a
+    /// node whose load outside Kubernetes it has not seen yet. 0s: do not
+    /// wait.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_or_zero)]
+    pub ready_wait_for_usage: Duration,
 
     /// Kubelets scraped at the same time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
@@ -162,11 +170,20 @@ pub struct ExplainArgs {
 
 /// `90s`, `2m`, `1m30s`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be greater than 0"));
+    }
+    Ok(d)
+}
+
+/// Like [`parse_duration`], and `0s` for "off".
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = s
         .parse()
         .map_err(|e| format!("invalid duration {s:?} (write e.g. 15s or 2m): {e}"))?;
-    if !d.is_positive() {
-        return Err(format!("duration {s:?} must be greater than 0"));
+    if d.is_negative() {
+        return Err(format!("duration {s:?} must not be negative"));
     }
     Duration::try_from(d).map_err(|e| e.to_string())
 }
@@ -237,5 +254,30 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration_or_zero("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration_or_zero("-1s").is_err());
+    }
+
+    #[test]
+    fn off_switches_take_zero_and_defaults_hold() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["headroom-extender", "serve"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Serve(args) => args,
+                _ => panic!("not serve"),
+            }
+        };
+        let defaults = parse(&[]);
+        assert_eq!(defaults.policy_reload_interval, Duration::from_secs(10));
+        assert_eq!(defaults.ready_wait_for_usage, Duration::from_secs(60));
+        let off = parse(&[
+            "--policy-reload-interval",
+            "0s",
+            "--ready-wait-for-usage",
+            "0s",
+        ]);
+        assert!(off.policy_reload_interval.is_zero());
+        assert!(off.ready_wait_for_usage.is_zero());
     }
 }

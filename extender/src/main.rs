@@ -79,11 +79,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let state = Arc::new(State::new(view, settings));
 
-    if let Some(cache) = usage_cache {
+    if let Some(cache) = &usage_cache {
         headroom_extender::scrape::start(
             &args,
             stores.nodes.clone(),
-            cache,
+            cache.clone(),
             state.clone(),
             shutdown.clone(),
         )?;
@@ -98,7 +98,15 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    tokio::spawn(mark_ready(stores, state.clone(), shutdown.clone()));
+    let ready_wait = usage_cache
+        .filter(|_| !args.ready_wait_for_usage.is_zero())
+        .map(|cache| (cache, args.ready_wait_for_usage));
+    tokio::spawn(mark_ready(
+        stores,
+        ready_wait,
+        state.clone(),
+        shutdown.clone(),
+    ));
 
     let transport = transport(&args, shutdown.clone())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -176,8 +184,15 @@ async fn reload_policy(
     }
 }
 
-/// Ready once both stores have their first full list.
-async fn mark_ready(stores: Reflectors, state: Arc<State>, shutdown: CancellationToken) {
+/// Ready once both stores have their first full list and, with
+/// `usage_wait`, every node is measured (or its kubelet failed) or the wait
+/// is over.
+async fn mark_ready(
+    stores: Reflectors,
+    usage_wait: Option<(headroom_common::kubelet::UsageCache, Duration)>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
     let synced = async {
         stores.nodes.wait_until_ready().await?;
         stores.pods.wait_until_ready().await
@@ -186,17 +201,41 @@ async fn mark_ready(stores: Reflectors, state: Arc<State>, shutdown: Cancellatio
         () = shutdown.cancelled() => return,
         synced = synced => synced,
     };
-    match synced {
-        Ok(()) => {
-            tracing::info!(
-                nodes = stores.nodes.len(),
-                pods = stores.pods.len(),
-                "caches synced; ready"
-            );
-            state.set_ready(true);
-        }
-        Err(e) => tracing::error!(error = %e, "caches never synced"),
+    if let Err(e) = synced {
+        tracing::error!(error = %e, "caches never synced");
+        return;
     }
+    tracing::info!(
+        nodes = stores.nodes.len(),
+        pods = stores.pods.len(),
+        "caches synced"
+    );
+    if let Some((cache, wait)) = usage_wait {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let nodes = stores.nodes.state();
+            let names = nodes.iter().filter_map(|n| n.metadata.name.as_deref());
+            let awaiting = headroom_extender::scrape::awaiting_usage(names, &cache);
+            if awaiting.is_empty() {
+                tracing::info!("every node measured");
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    unmeasured = awaiting.len(),
+                    first = %awaiting[0],
+                    "not every node measured within --ready-wait-for-usage; ready, scoring those on requests"
+                );
+                break;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+    tracing::info!("ready");
+    state.set_ready(true);
 }
 
 fn transport(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Result<Transport> {

@@ -70,3 +70,57 @@ pub fn start(
     ));
     Ok(())
 }
+
+/// Nodes whose CPU is not measured yet (a rate needs two scrapes) and whose
+/// kubelet has not failed either: what readiness waits for. A failing
+/// kubelet does not hold readiness back; its node is scored on requests and
+/// `explain` shows the error.
+pub fn awaiting_usage<'a>(
+    nodes: impl IntoIterator<Item = &'a str>,
+    cache: &UsageCache,
+) -> Vec<String> {
+    nodes
+        .into_iter()
+        .filter(|node| {
+            let measured = cache
+                .with_node(node, |u| u.cpu_cores.is_some())
+                .unwrap_or(false);
+            !measured && cache.last_error(node).is_none()
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use headroom_common::kubelet::NodeUsage;
+
+    use super::*;
+
+    fn usage(node: &str, cpu: Option<f64>) -> NodeUsage {
+        NodeUsage {
+            node: node.into(),
+            at: jiff::Timestamp::now(),
+            window: Duration::from_secs(15),
+            cpu_cores: cpu,
+            memory_working_set_bytes: Some(1e9),
+            pods: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn readiness_waits_for_measured_cpu_or_a_failed_kubelet() {
+        let cache = UsageCache::new();
+        let nodes = ["node01", "node02", "node03"];
+        assert_eq!(awaiting_usage(nodes, &cache), nodes);
+        // One scrape: memory, but no CPU rate yet.
+        cache.publish(usage("node01", None));
+        cache.publish(usage("node02", Some(2.0)));
+        assert_eq!(awaiting_usage(nodes, &cache), ["node01", "node03"]);
+        cache.record_error("node03", "connection refused");
+        cache.publish(usage("node01", Some(1.0)));
+        assert!(awaiting_usage(nodes, &cache).is_empty());
+    }
+}
