@@ -166,60 +166,26 @@ pub async fn run(
     let mut ours =
         extender::start(&cluster, &plain_client, POLICY, opts.scrape_interval, false).await?;
     extender::wait_measured(&mut ours, &plain_client, n, measure_wait).await?;
-    for &size in &opts.sizes {
-        for verb in [Verb::Filter, Verb::Prioritize] {
-            let outcome = loadgen::run(
-                &plain_client,
-                &ours.url,
-                verb,
-                body(size, NodesMode::Names),
-                opts.load,
-            )
-            .await
-            .map_err(Error::Other)?;
-            let row = HttpRow {
-                server: "headroom-extender".into(),
-                transport: "HTTP",
-                payload: NodesMode::Names,
-                nodes: size,
-                verb,
-                concurrency: opts.load.concurrency,
-                outcome,
-            };
-            on_row(&row);
-            rows.push(row);
-        }
-    }
+    let target = Target {
+        server: "headroom-extender",
+        url: &ours.url,
+        transport: "HTTP",
+        payload: NodesMode::Names,
+    };
+    rows.extend(cells(&plain_client, &target, opts, &body, &mut on_row).await?);
     ours.proc.stop(Duration::from_secs(5)).await;
 
     if opts.full_nodes {
         let mut ours =
             extender::start(&cluster, &tls_client, POLICY, opts.scrape_interval, true).await?;
         extender::wait_measured(&mut ours, &tls_client, n, measure_wait).await?;
-        for &size in &opts.sizes {
-            for verb in [Verb::Filter, Verb::Prioritize] {
-                let outcome = loadgen::run(
-                    &tls_client,
-                    &ours.url,
-                    verb,
-                    body(size, NodesMode::Full),
-                    opts.load,
-                )
-                .await
-                .map_err(Error::Other)?;
-                let row = HttpRow {
-                    server: "headroom-extender".into(),
-                    transport: "mTLS",
-                    payload: NodesMode::Full,
-                    nodes: size,
-                    verb,
-                    concurrency: opts.load.concurrency,
-                    outcome,
-                };
-                on_row(&row);
-                rows.push(row);
-            }
-        }
+        let target = Target {
+            server: "headroom-extender",
+            url: &ours.url,
+            transport: "mTLS",
+            payload: NodesMode::Full,
+        };
+        rows.extend(cells(&tls_client, &target, opts, &body, &mut on_row).await?);
         ours.proc.stop(Duration::from_secs(5)).await;
     }
 
@@ -239,6 +205,50 @@ pub async fn run(
     Ok((rows, notes))
 }
 
+/// A server under load and how it is reached.
+struct Target<'a> {
+    server: &'a str,
+    url: &'a str,
+    transport: &'static str,
+    payload: NodesMode,
+}
+
+/// One row per size and verb: a load run each, in order.
+async fn cells(
+    client: &loadgen::HttpClientHandle,
+    target: &Target<'_>,
+    opts: &HttpBenchOptions,
+    body: &impl Fn(usize, NodesMode) -> Bytes,
+    on_row: &mut impl FnMut(&HttpRow),
+) -> Result<Vec<HttpRow>, Error> {
+    let mut rows = Vec::new();
+    for &size in &opts.sizes {
+        for verb in [Verb::Filter, Verb::Prioritize] {
+            let outcome = loadgen::run(
+                client,
+                target.url,
+                verb,
+                body(size, target.payload),
+                opts.load,
+            )
+            .await
+            .map_err(Error::Other)?;
+            let row = HttpRow {
+                server: target.server.to_string(),
+                transport: target.transport,
+                payload: target.payload,
+                nodes: size,
+                verb,
+                concurrency: opts.load.concurrency,
+                outcome,
+            };
+            on_row(&row);
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
 async fn run_peer(
     cluster: &Cluster,
     client: &loadgen::HttpClientHandle,
@@ -256,31 +266,13 @@ async fn run_peer(
     let mut peer = tas::start(cluster, &binary)?;
     let n = values.len();
     tas::wait_warm(&mut peer, client, body(n, NodesMode::Full), n).await?;
-    let mut rows = Vec::new();
-    for &size in &opts.sizes {
-        for verb in [Verb::Filter, Verb::Prioritize] {
-            let outcome = loadgen::run(
-                client,
-                &peer.url,
-                verb,
-                body(size, NodesMode::Full),
-                opts.load,
-            )
-            .await
-            .map_err(Error::Other)?;
-            let row = HttpRow {
-                server: name.clone(),
-                transport: "mTLS",
-                payload: NodesMode::Full,
-                nodes: size,
-                verb,
-                concurrency: opts.load.concurrency,
-                outcome,
-            };
-            on_row(&row);
-            rows.push(row);
-        }
-    }
+    let target = Target {
+        server: &name,
+        url: &peer.url,
+        transport: "mTLS",
+        payload: NodesMode::Full,
+    };
+    let rows = cells(client, &target, opts, body, on_row).await?;
     peer.proc.stop(Duration::from_secs(5)).await;
     Ok((name, rows))
 }
