@@ -156,11 +156,7 @@ impl Default for Policy {
 impl Policy {
     /// Read, parse and validate a policy file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_yaml(&text)
+        Self::from_yaml(&read_text(path)?)
     }
 
     pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
@@ -251,6 +247,14 @@ fn parse_percent(raw: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| "not a number (write e.g. 40)".to_string())?;
     check_percent(v)
+}
+
+/// The policy file's text (for [`Policy::load`] and reloading).
+fn read_text(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 mod file;

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 
 use crate::State;
 use crate::explain::{Explanation, NodeRow};
+use crate::policy::Policy;
 use crate::scoring::{Assessment, Verdict, assess, pod_estimate};
 use crate::view::is_daemon_set_pod;
 use crate::wire::{
@@ -30,35 +31,31 @@ pub fn escape_for_event(reason: &str) -> String {
 }
 
 /// The incoming pod's estimate: requests, else limits, else the default.
-pub fn incoming_estimate(state: &State, pod: &Pod) -> Resources {
-    pod_estimate(
-        pod_requests(pod),
-        pod_limits(pod),
-        state.policy().default_estimate,
-    )
+pub fn incoming_estimate(policy: &Policy, pod: &Pod) -> Resources {
+    pod_estimate(pod_requests(pod), pod_limits(pod), policy.default_estimate)
 }
 
-fn exempt(state: &State, pod: &Pod) -> bool {
-    state.policy().daemon_sets_exempt && is_daemon_set_pod(pod)
+fn exempt(policy: &Policy, pod: &Pod) -> bool {
+    policy.daemon_sets_exempt && is_daemon_set_pod(pod)
 }
 
 /// Assess each named node; `None` for a node neither the store nor the
 /// request's `Nodes` knows.
 fn assess_names(
     state: &State,
+    policy: &Policy,
     pod: &Pod,
     names: &[String],
     supplied: &HashMap<&str, &Node>,
     now: Timestamp,
 ) -> Vec<Option<Assessment>> {
-    let incoming = incoming_estimate(state, pod);
-    let exempt = exempt(state, pod);
-    let policy = state.policy();
+    let incoming = incoming_estimate(policy, pod);
+    let exempt = exempt(policy, pod);
     state
         .view
         .snapshots(names, supplied, pod, now)
         .into_iter()
-        .map(|snap| snap.map(|s| assess(&s, incoming, exempt, &policy)))
+        .map(|snap| snap.map(|s| assess(&s, incoming, exempt, policy)))
         .collect()
 }
 
@@ -90,7 +87,8 @@ pub fn filter(state: &State, args: &ExtenderArgs, now: Timestamp) -> ExtenderFil
         };
     }
     let supplied = supplied_nodes(args);
-    let assessments = assess_names(state, &args.pod, &names, &supplied, now);
+    // One policy for the whole request (a reload may swap it meanwhile).
+    let assessments = assess_names(state, &state.policy(), &args.pod, &names, &supplied, now);
     let mut result = ExtenderFilterResult::default();
     let mut passed: Vec<&str> = Vec::with_capacity(names.len());
     let mut tally: HashMap<&'static str, u64> = HashMap::new();
@@ -143,7 +141,8 @@ pub fn filter(state: &State, args: &ExtenderArgs, now: Timestamp) -> ExtenderFil
 pub fn prioritize(state: &State, args: &ExtenderArgs, now: Timestamp) -> HostPriorityList {
     let names = args.candidate_names().unwrap_or_default();
     let supplied = supplied_nodes(args);
-    let assessments = assess_names(state, &args.pod, &names, &supplied, now);
+    // One policy for the whole request (a reload may swap it meanwhile).
+    let assessments = assess_names(state, &state.policy(), &args.pod, &names, &supplied, now);
     names
         .into_iter()
         .zip(assessments)
@@ -164,7 +163,8 @@ pub fn explain(state: &State, pod: &Pod, now: Timestamp) -> Explanation {
         .map(|n| n.name_any())
         .collect();
     names.sort();
-    let rows = assess_names(state, pod, &names, &HashMap::new(), now)
+    let policy = state.policy();
+    let rows = assess_names(state, &policy, pod, &names, &HashMap::new(), now)
         .into_iter()
         .flatten()
         .map(|assessment| NodeRow {
@@ -182,8 +182,8 @@ pub fn explain(state: &State, pod: &Pod, now: Timestamp) -> Explanation {
             pod.namespace().unwrap_or_else(|| "default".into()),
             pod.name_any()
         ),
-        estimate: incoming_estimate(state, pod).into(),
-        exempt: exempt(state, pod),
+        estimate: incoming_estimate(&policy, pod).into(),
+        exempt: exempt(&policy, pod),
         usage_source: state.view.usage.is_some(),
         nodes: rows,
     }

@@ -517,6 +517,31 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
         assert_eq!((empty.kernels_running, empty.last_activity), (None, None));
     }
 
+    /// Serves `handler` over plain HTTP on a free loopback port until
+    /// `shutdown`.
+    async fn serve_loopback<H, F>(handler: H, shutdown: &CancellationToken) -> std::net::SocketAddr
+    where
+        H: Fn(http::Request<hyper::body::Incoming>, headroom_common::server::ConnInfo) -> F
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        F: std::future::Future<Output = http::Response<http_body_util::Full<Bytes>>>
+            + Send
+            + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(headroom_common::server::serve(
+            listener,
+            headroom_common::server::Transport::Plain,
+            handler,
+            Default::default(),
+            shutdown.clone(),
+        ));
+        addr
+    }
+
     /// alice's Running notebook pod, its jupyter_server at `addr`.
     fn running_notebook_on(addr: std::net::SocketAddr) -> Pod {
         let mut notebook = pod(
@@ -538,14 +563,10 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
     #[tokio::test]
     async fn scrapes_a_server_and_coalesces_through_the_cache() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
         let counter = hits.clone();
-        tokio::spawn(headroom_common::server::serve(
-            listener,
-            headroom_common::server::Transport::Plain,
+        let addr = serve_loopback(
             move |req: http::Request<hyper::body::Incoming>, _| {
                 let counter = counter.clone();
                 async move {
@@ -561,9 +582,9 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
                     }
                 }
             },
-            Default::default(),
-            shutdown.clone(),
-        ));
+            &shutdown,
+        )
+        .await;
         let scraper = ServerScraper::new(
             ServerScraperConfig {
                 timeout: Duration::from_secs(2),
@@ -609,11 +630,7 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
 
     /// A jupyter_server whose `/metrics` answers only `Authorization: token s3cret`.
     async fn protected_server(shutdown: &CancellationToken) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(headroom_common::server::serve(
-            listener,
-            headroom_common::server::Transport::Plain,
+        serve_loopback(
             |req: http::Request<hyper::body::Incoming>, _| async move {
                 let auth = req.headers().get(http::header::AUTHORIZATION);
                 if auth.is_some_and(|v| v == "token s3cret") {
@@ -625,10 +642,9 @@ http_request_duration_seconds_bucket{handler="/api/kernels/(?P<kernel_id>\\w+-\\
                     headroom_common::server::text_response(http::StatusCode::FORBIDDEN, "no")
                 }
             },
-            Default::default(),
-            shutdown.clone(),
-        ));
-        addr
+            shutdown,
+        )
+        .await
     }
 
     fn scraper_with_token(token_file: Option<std::path::PathBuf>) -> ServerScraper {

@@ -131,12 +131,16 @@ impl Round {
 /// How long the background CPU is sampled before the scheduler starts.
 const IDLE_SAMPLE: Duration = Duration::from_secs(10);
 
+/// Each of `pids`' CPU time so far (`None` where `/proc` could not be read).
+fn cpu_readings(pids: &[(String, u32)]) -> Vec<Option<Duration>> {
+    pids.iter().map(|(_, pid)| process_cpu(*pid)).collect()
+}
+
 /// CPU used by `pids` over `window`, from `/proc`.
 async fn cpu_over(pids: &[(String, u32)], window: Duration) -> WindowCpu {
-    let read = || -> Vec<Option<Duration>> { pids.iter().map(|(_, p)| process_cpu(*p)).collect() };
-    let before = read();
+    let before = cpu_readings(pids);
     tokio::time::sleep(window).await;
-    WindowCpu::between(pids, &before, &read())
+    WindowCpu::between(pids, &before, &cpu_readings(pids))
 }
 
 impl WindowCpu {
@@ -180,7 +184,8 @@ pub async fn run(
     let mut rounds = Vec::new();
     for round in 1..=opts.rounds {
         // (a): default plugins, no extender process at all.
-        let r = default_round(&cluster, opts, DEFAULT_CONFIG, round, None).await?;
+        let ns = format!("bench-a{round}");
+        let r = default_round(&cluster, opts, &ns, DEFAULT_CONFIG, round, None).await?;
         on_round(&r);
         rounds.push(r);
 
@@ -203,7 +208,9 @@ pub async fn run(
         if opts.beside {
             // (a′): the same default scheduler while the extender watches and
             // scrapes as in (b): what its presence costs, apart from its calls.
-            let r = default_round(&cluster, opts, BESIDE_CONFIG, round, ext.proc.pid()).await?;
+            let ns = format!("bench-a2{round}");
+            let pid = ext.proc.pid();
+            let r = default_round(&cluster, opts, &ns, BESIDE_CONFIG, round, pid).await?;
             on_round(&r);
             rounds.push(r);
         }
@@ -230,24 +237,20 @@ pub async fn run(
     Ok(rounds)
 }
 
-/// One round of the default scheduler on fresh pods in a namespace of its
-/// own, deleted afterwards; `extender_pid` only for its CPU.
+/// One round of the default scheduler on fresh pods in namespace `ns`,
+/// deleted afterwards; `extender_pid` only for its CPU.
 async fn default_round(
     cluster: &Cluster,
     opts: &SchedulingOptions,
+    ns: &str,
     config: &'static str,
     round: usize,
     extender_pid: Option<u32>,
 ) -> Result<Round, Error> {
-    let ns = if config == DEFAULT_CONFIG {
-        format!("bench-a{round}")
-    } else {
-        format!("bench-a2{round}")
-    };
-    let created = create_pods(cluster, &ns, opts.pods).await?;
+    let created = create_pods(cluster, ns, opts.pods).await?;
     let r = schedule(
         cluster,
-        &ns,
+        ns,
         opts.pods,
         DEFAULT_SCHEDULER,
         extender_pid,
@@ -255,7 +258,7 @@ async fn default_round(
     )
     .await?
     .into_round(config, round, opts.pods, created, None);
-    delete_pods(cluster, &ns).await?;
+    delete_pods(cluster, ns).await?;
     Ok(r)
 }
 
@@ -344,8 +347,7 @@ async fn schedule(
     let mut first = None;
     let mut last = started;
     pids.extend(proc.pid().map(|p| ("kube-scheduler".to_string(), p)));
-    let cpu_now =
-        || -> Vec<Option<Duration>> { pids.iter().map(|(_, pid)| process_cpu(*pid)).collect() };
+    let cpu_now = || cpu_readings(&pids);
     let mut cpu_at_first = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     // Past the last binding the cluster is still catching up (kwok marks

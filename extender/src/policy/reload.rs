@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Policy, PolicyError};
+use super::{Policy, PolicyError, read_text};
 
 /// The policy file and the text last read from it.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ pub struct WatchedPolicy {
 impl WatchedPolicy {
     /// Reads and validates the file once, for start-up.
     pub fn load(path: &Path) -> Result<(Self, Policy), PolicyError> {
-        let text = read(path)?;
+        let text = read_text(path)?;
         let policy = Policy::from_yaml(&text)?;
         Ok((
             Self {
@@ -36,7 +36,7 @@ impl WatchedPolicy {
     /// `Ok(Some(policy))` when it changed and is valid. A changed but
     /// invalid file is reported once, and again only after it changes.
     pub fn reload(&mut self) -> Result<Option<Policy>, PolicyError> {
-        let text = read(&self.path)?;
+        let text = read_text(&self.path)?;
         if text == self.last_text {
             return Ok(None);
         }
@@ -44,13 +44,6 @@ impl WatchedPolicy {
         self.last_text = text;
         parsed.map(Some)
     }
-}
-
-fn read(path: &Path) -> Result<String, PolicyError> {
-    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 #[cfg(test)]
